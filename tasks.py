@@ -1,0 +1,111 @@
+"""Invoke tasks for the Helios ops toolkit. Thin: the logic lives in ``helios_ops``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from helios_ops import provision as provision_mod
+from helios_ops import sandbox as sandbox_mod
+
+
+def _fail(what: str, exc: Exception) -> Exit:
+    return Exit(f"{what} failed: {exc}", code=1)
+
+
+@task(
+    help={"hosts": "number of test hosts (default 1)", "group": "host group: sandbox (default) or molecule"}
+)
+def up(c: Context, hosts: int = 1, group: str = "sandbox") -> None:
+    """Boot N local systemd test hosts (systemd-nspawn) and write inventory/sandbox/hosts.yml."""
+    try:
+        box = sandbox_mod.group_sandbox(group)
+        specs = box.up(hosts)
+    except sandbox_mod.SandboxError as exc:
+        raise _fail("sandbox.up", exc) from None
+    for spec in specs:
+        print(f"{spec.name}: ssh root@127.0.0.1 -p {spec.ssh_port}, helios api 127.0.0.1:{spec.api_port}")
+
+
+@task(help={"group": "host group: sandbox (default) or molecule"})
+def down(c: Context, group: str = "sandbox") -> None:
+    """Stop the test hosts that sandbox.up started and remove their rootfs copies."""
+    try:
+        stopped = sandbox_mod.group_sandbox(group).down()
+    except sandbox_mod.SandboxError as exc:
+        raise _fail("sandbox.down", exc) from None
+    print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@task(help={"group": "host group: sandbox (default) or molecule", "json_": "print JSON"})
+def status(c: Context, group: str = "sandbox", json_: bool = False) -> None:
+    """Show each test host: pid, ports, systemctl is-system-running, failed units."""
+    try:
+        rows = sandbox_mod.group_sandbox(group).status()
+    except sandbox_mod.SandboxError as exc:
+        raise _fail("sandbox.status", exc) from None
+    if json_:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("no sandbox hosts")
+    for row in rows:
+        failed = f" failed: {row['failed_units']}" if row["failed_units"] else ""
+        print(
+            f"{row['name']}: pid={row['pid']} ssh={row['ssh_port']} api={row['api_port']} "
+            f"system={row['system']}{failed}"
+        )
+
+
+@task(help={"host": "host name, e.g. helios2 (default: first running host)", "group": "host group"})
+def ssh(c: Context, host: str | None = None, group: str = "sandbox") -> None:
+    """Open a root shell on a test host."""
+    try:
+        argv = sandbox_mod.group_sandbox(group).ssh_argv(host)
+    except sandbox_mod.SandboxError as exc:
+        raise _fail("sandbox.ssh", exc) from None
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # noqa: S606 -- interactive ssh replaces this process
+
+
+@task(
+    name="provision",
+    help={
+        "inventory": "inventory name under inventory/ (default sandbox; production must be named)",
+        "limit": "ansible --limit pattern",
+        "check": "dry run (ansible --check --diff)",
+    },
+)
+def provision(c: Context, inventory: str = "sandbox", limit: str | None = None, check: bool = False) -> None:
+    """Provision hosts with ansible/provision.yml (user, layout, env, hardened unit, first release)."""
+    try:
+        argv = provision_mod.playbook_argv(inventory, limit=limit, check=check)
+    except provision_mod.ProvisionError as exc:
+        raise _fail("provision", exc) from None
+    result = c.run(
+        provision_mod.shell_join(argv), warn=True, pty=sys.stdout.isatty(), env=provision_mod.playbook_env()
+    )
+    if result is None or result.exited != 0:
+        code = result.exited if result is not None else 1
+        raise Exit(
+            f"provision failed: ansible-playbook exited {code} on inventory {inventory!r}; "
+            "hosts keep their previous config (the env file is validated before it is replaced)",
+            code=1,
+        )
+
+
+sandbox = Collection("sandbox")
+sandbox.add_task(up)
+sandbox.add_task(down)
+sandbox.add_task(status)
+sandbox.add_task(ssh)
+
+ns = Collection()
+ns.add_collection(sandbox)
+ns.add_task(provision)
