@@ -84,7 +84,7 @@ _PERMISSION_ALIASES: dict[str, str] = {
 }
 
 
-# --------------------------------------------------------------------------------------------------- signing
+# ---- signing
 
 
 def sign_request(
@@ -110,7 +110,7 @@ def sign_request(
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha512).hexdigest()
 
 
-# --------------------------------------------------------------------------------------------------- helpers
+# ---- helpers
 
 
 class _Secret:
@@ -328,7 +328,7 @@ class _NotFound(ExchangeError):
     pass
 
 
-# --------------------------------------------------------------------------------------------------- client
+# ---- client
 
 
 class ValrClient:
@@ -391,7 +391,7 @@ class ValrClient:
     def __repr__(self) -> str:
         return f"ValrClient(base_url={self._base_url!r}, mode=LIVE, subaccount={bool(self._subaccount_id)})"
 
-    # ----------------------------------------------------------------------------------------- clock
+    # ---- clock
 
     @property
     def clock_offset_ms(self) -> int:
@@ -437,7 +437,7 @@ class ValrClient:
         if synced_at is None or self._clock() - synced_at > self._clock_sync_interval:
             self.sync_clock()
 
-    # ----------------------------------------------------------------------------------------- transport
+    # ---- transport
 
     def _call(
         self,
@@ -605,7 +605,7 @@ class ValrClient:
         found = self._embedded_error(parsed)
         return found if found is not None else (None, "")
 
-    # ----------------------------------------------------------------------------------------- public
+    # ---- public
 
     def status(self, attempts: int | None = None) -> str:
         """``online`` or ``read-only`` (``GET /v1/public/status``)."""
@@ -670,7 +670,7 @@ class ValrClient:
             raise ExchangeError(f"VALR does not list pair {pair}")
         return info
 
-    # ----------------------------------------------------------------------------------------- account
+    # ---- account
 
     def balances(self) -> list[Balance]:
         data = self._call("GET", "/v1/account/balances")
@@ -753,7 +753,7 @@ class ValrClient:
             raise ExchangeError(f"VALR {what} answer has an unexpected shape")
         return data
 
-    # ----------------------------------------------------------------------------------------- orders
+    # ---- orders
 
     def place_order(self, request: OrderRequest) -> ExchangeOrder:
         """Place via the synchronous v2 endpoints; local pair rules first (nothing sent when they fail).
@@ -773,9 +773,13 @@ class ValrClient:
         order_id = str(data.get("id")) if isinstance(data, dict) and data.get("id") else None
         log.info(
             "valr order accepted: %s %s %s %s cid=%s id=%s",
-            request.pair, request.side.value, request.order_type.value, request.quantity,
-            request.customer_order_id, order_id,
-        )  # fmt: skip
+            request.pair,
+            request.side.value,
+            request.order_type.value,
+            request.quantity,
+            request.customer_order_id,
+            order_id,
+        )
         accepted = ExchangeOrder(
             customer_order_id=request.customer_order_id,
             order_id=order_id,
@@ -900,7 +904,7 @@ class ValrClient:
         data = self._call("DELETE", "/v1/orders")
         return [str(row["orderId"]) for row in self._rows(data, "cancel all") if row.get("orderId")]
 
-    # ----------------------------------------------------------------------------------------- health
+    # ---- health
 
     def is_connected(self) -> bool:
         return self._connected

@@ -1,0 +1,670 @@
+"""The exchange double's state: pairs, prices, one account's balances, orders, trades, and the matching.
+
+Deliberately simple and deterministic:
+
+* one account (every API key acts on it);
+* the top of book has unlimited depth at the current bid/ask, set by the test (``set_price``);
+* a marketable limit order fills ``fill_ratio`` of its original quantity per *price step* (each ``set_price``
+  or ``step`` call, and once on entry), so partial fills are easy to drive; market orders fill at once;
+* fees are charged in the currency received (BUY: base, SELL: quote); maker for resting fills, else taker.
+
+Error codes: only -12007 (minimum order size) is documented by VALR; the other codes are illustrative.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
+
+CID_RE = re.compile(r"^[A-Za-z0-9-]{1,50}$")
+FEE_STEP = Decimal("0.00000001")
+
+ERR_BAD_REQUEST = -11001
+ERR_UNKNOWN_PAIR = -11002
+ERR_TICK_SIZE = -11003
+ERR_DECIMALS = -11004
+ERR_DUPLICATE_CID = -11005
+ERR_BAD_CID = -11006
+ERR_NOT_FOUND = -11007
+ERR_READ_ONLY = -11010
+ERR_MIN_SIZE = -12007  # VALR: minimum order size not met
+ERR_MAX_SIZE = -12008
+ERR_AUTH = -11100
+ERR_EXPIRED = -11101
+ERR_FORBIDDEN = -11102
+
+OPEN_STATES = frozenset({"Placed", "Active", "Partially Filled"})
+
+
+class DoubleError(Exception):
+    """An error the double answers with: HTTP status plus VALR's ``{"code", "message"}`` body."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+def dec(value: object, name: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise DoubleError(400, ERR_BAD_REQUEST, f"{name} is required and must be a number string")
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise DoubleError(400, ERR_BAD_REQUEST, f"{name} is not a number: {value!r}") from None
+    if not result.is_finite():
+        raise DoubleError(400, ERR_BAD_REQUEST, f"{name} is not a finite number")
+    return result
+
+
+def num(value: Decimal) -> str:
+    """Decimal -> VALR-style JSON string number (no exponent, no trailing zeros)."""
+    if value == 0:
+        return "0"
+    text = format(value.normalize(), "f")
+    return text
+
+
+def iso(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    symbol: str
+    base: str
+    quote: str
+    min_base: Decimal
+    max_base: Decimal
+    min_quote: Decimal
+    max_quote: Decimal
+    tick: Decimal
+    base_decimal_places: int
+    active: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "baseCurrency": self.base,
+            "quoteCurrency": self.quote,
+            "shortName": f"{self.base}/{self.quote}",
+            "active": self.active,
+            "minBaseAmount": num(self.min_base),
+            "maxBaseAmount": num(self.max_base),
+            "minQuoteAmount": num(self.min_quote),
+            "maxQuoteAmount": num(self.max_quote),
+            "tickSize": num(self.tick),
+            "baseDecimalPlaces": str(self.base_decimal_places),
+            "marginTradingAllowed": False,
+            "currencyPairType": "SPOT",
+        }
+
+
+def _pair(symbol: str, base: str, mn: str, mx: str, tick: str, places: int) -> PairSpec:
+    return PairSpec(
+        symbol,
+        base,
+        "ZAR",
+        Decimal(mn),
+        Decimal(mx),
+        Decimal("10"),
+        Decimal("5000000"),
+        Decimal(tick),
+        places,
+    )
+
+
+# Plausible ZAR pair rules (shape as VALR's /v1/public/pairs; the numbers are illustrative, not VALR's).
+DEFAULT_PAIRS: dict[str, PairSpec] = {
+    p.symbol: p
+    for p in (
+        _pair("BTCZAR", "BTC", "0.0001", "5", "1", 8),
+        _pair("ETHZAR", "ETH", "0.001", "100", "1", 8),
+        _pair("SOLZAR", "SOL", "0.01", "2000", "1", 8),
+        _pair("XRPZAR", "XRP", "1", "200000", "0.01", 6),
+        _pair("USDTZAR", "USDT", "1", "500000", "0.01", 2),
+    )
+}
+DEFAULT_PRICES: dict[str, Decimal] = {
+    "BTCZAR": Decimal("1200000"),
+    "ETHZAR": Decimal("60000"),
+    "SOLZAR": Decimal("3000"),
+    "XRPZAR": Decimal("40.00"),
+    "USDTZAR": Decimal("18.50"),
+}
+DEFAULT_BALANCES: dict[str, Decimal] = {"ZAR": Decimal("100000"), "BTC": Decimal("0.05"), "ETH": Decimal("1")}
+DEFAULT_MAKER_PCT = Decimal("0.05")
+DEFAULT_TAKER_PCT = Decimal("0.1")
+
+
+@dataclass
+class Quote:
+    bid: Decimal
+    ask: Decimal
+    last: Decimal
+    at: datetime
+
+
+@dataclass
+class Order:
+    order_id: str
+    customer_order_id: str | None
+    pair: str
+    side: str  # BUY / SELL
+    kind: str  # limit / post-only limit / market
+    price: Decimal | None
+    quantity: Decimal
+    time_in_force: str
+    created_at: datetime
+    updated_at: datetime
+    status: str = "Placed"
+    filled: Decimal = Decimal(0)
+    failed_reason: str = ""
+    total_fee: Decimal = Decimal(0)
+    fee_currency: str = ""
+    quote_total: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)  # what is still locked for this order (quote for BUY, base for SELL)
+    seeded: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATES
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled
+
+    def open_row(self) -> dict[str, Any]:
+        """Row of ``GET /v1/orders/open`` (its own field names)."""
+        row: dict[str, Any] = {
+            "orderId": self.order_id,
+            "side": self.side.lower(),
+            "remainingQuantity": num(self.remaining),
+            "price": num(self.price) if self.price is not None else "0",
+            "currencyPair": self.pair,
+            "createdAt": iso(self.created_at),
+            "originalQuantity": num(self.quantity),
+            "filledPercentage": f"{(self.filled / self.quantity * 100):.2f}",
+            "updatedAt": iso(self.updated_at),
+            "status": self.status,
+            "type": self.kind,
+            "timeInForce": self.time_in_force,
+            "allowMargin": False,
+        }
+        if self.customer_order_id:
+            row["customerOrderId"] = self.customer_order_id
+        return row
+
+    def status_row(self) -> dict[str, Any]:
+        """Body of ``GET /v1/orders/{pair}/customerorderid/{cid}``."""
+        row: dict[str, Any] = {
+            "orderId": self.order_id,
+            "orderStatusType": self.status,
+            "currencyPair": self.pair,
+            "originalPrice": num(self.price) if self.price is not None else "0",
+            "remainingQuantity": num(self.remaining),
+            "originalQuantity": num(self.quantity),
+            "orderSide": self.side.lower(),
+            "orderType": self.kind,
+            "failedReason": self.failed_reason,
+            "orderUpdatedAt": iso(self.updated_at),
+            "orderCreatedAt": iso(self.created_at),
+            "timeInForce": self.time_in_force,
+        }
+        if self.customer_order_id:
+            row["customerOrderId"] = self.customer_order_id
+        return row
+
+    def history_row(self) -> dict[str, Any]:
+        """Body of ``GET /v1/orders/history/summary/...``."""
+        row = self.status_row()
+        average = self.quote_total / self.filled if self.filled else Decimal(0)
+        row.update(
+            {
+                "averagePrice": num(average.quantize(FEE_STEP)) if self.filled else "0",
+                "total": num(self.quote_total),
+                "totalExecutedQuantity": num(self.filled),
+                "totalFee": num(self.total_fee),
+                "feeCurrency": self.fee_currency,
+            }
+        )
+        return row
+
+    def admin_row(self) -> dict[str, Any]:
+        row = self.history_row()
+        row["seeded"] = self.seeded
+        row["open"] = self.is_open
+        return row
+
+
+@dataclass
+class Trade:
+    trade_id: str
+    order_id: str
+    customer_order_id: str | None
+    pair: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_currency: str
+    maker: bool
+    traded_at: datetime
+    sequence: int
+
+    def row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "id": self.trade_id,
+            "orderId": self.order_id,
+            "currencyPair": self.pair,
+            "price": num(self.price),
+            "quantity": num(self.quantity),
+            "side": self.side.lower(),
+            "fee": num(self.fee),
+            "feeCurrency": self.fee_currency,
+            "tradedAt": iso(self.traded_at),
+            "sequenceId": self.sequence,
+        }
+        if self.customer_order_id:
+            row["customerOrderId"] = self.customer_order_id
+        return row
+
+
+@dataclass
+class Book:
+    """All exchange state behind one lock."""
+
+    now: Callable[[], datetime]
+    pairs: dict[str, PairSpec] = field(default_factory=lambda: dict(DEFAULT_PAIRS))
+    fill_ratio: Decimal = Decimal(1)
+    spread_pct: Decimal = Decimal(0)
+    maker_pct: Decimal = DEFAULT_MAKER_PCT
+    taker_pct: Decimal = DEFAULT_TAKER_PCT
+    exchange_status: str = "online"
+    quotes: dict[str, Quote] = field(default_factory=dict)
+    available: dict[str, Decimal] = field(default_factory=dict)
+    reserved: dict[str, Decimal] = field(default_factory=dict)
+    orders: list[Order] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _sequence: int = 0
+
+    # ---- setup
+
+    def pair(self, symbol: str) -> PairSpec:
+        spec = self.pairs.get(symbol.upper())
+        if spec is None:
+            raise DoubleError(400, ERR_UNKNOWN_PAIR, f"Invalid currency pair: {symbol}")
+        return spec
+
+    def set_price(
+        self, symbol: str, price: Decimal, bid: Decimal | None = None, ask: Decimal | None = None
+    ) -> None:
+        """Move the market: new last price and top of book, then one matching step for resting orders."""
+        with self.lock:
+            spec = self.pair(symbol)
+            half = price * self.spread_pct / 200
+            if bid is None:
+                bid = ((price - half) / spec.tick).to_integral_value(ROUND_FLOOR) * spec.tick
+            if ask is None:
+                ask = ((price + half) / spec.tick).to_integral_value(ROUND_CEILING) * spec.tick
+            self.quotes[spec.symbol] = Quote(bid=bid, ask=ask, last=price, at=self.now())
+            self._match_resting(spec.symbol)
+
+    def step(self, symbol: str | None = None) -> None:
+        """One more matching step at unchanged prices (for driving partial fills)."""
+        with self.lock:
+            for name in [symbol.upper()] if symbol else list(self.quotes):
+                self._match_resting(name)
+
+    def quote(self, symbol: str) -> Quote:
+        spec = self.pair(symbol)
+        found = self.quotes.get(spec.symbol)
+        if found is None:
+            raise DoubleError(400, ERR_UNKNOWN_PAIR, f"No market for {spec.symbol}")
+        return found
+
+    def set_balance(self, currency: str, amount: Decimal) -> None:
+        """Set the *available* balance of one currency (reserved amounts are left alone)."""
+        with self.lock:
+            self.available[currency.upper()] = amount
+
+    def balance_rows(self) -> list[dict[str, Any]]:
+        with self.lock:
+            currencies = sorted(set(self.available) | set(self.reserved))
+            rows = []
+            for cur in currencies:
+                avail = self.available.get(cur, Decimal(0))
+                res = self.reserved.get(cur, Decimal(0))
+                rows.append(
+                    {
+                        "currency": cur,
+                        "available": num(avail),
+                        "reserved": num(res),
+                        "total": num(avail + res),
+                        "updatedAt": iso(self.now()),
+                    }
+                )
+            return rows
+
+    # ---- orders
+
+    def open_orders(self) -> list[Order]:
+        with self.lock:
+            return [o for o in self.orders if o.is_open]
+
+    def find_open(self, symbol: str, *, cid: str | None = None, order_id: str | None = None) -> Order | None:
+        with self.lock:
+            for order in self.orders:
+                if order.is_open and order.pair == symbol.upper() and self._matches(order, cid, order_id):
+                    return order
+            return None
+
+    def find_latest(self, *, cid: str | None = None, order_id: str | None = None) -> Order | None:
+        with self.lock:
+            for order in reversed(self.orders):
+                if self._matches(order, cid, order_id):
+                    return order
+            return None
+
+    @staticmethod
+    def _matches(order: Order, cid: str | None, order_id: str | None) -> bool:
+        if cid is not None:
+            return order.customer_order_id == cid
+        return order.order_id == order_id
+
+    def _validate_common(self, body: dict[str, Any]) -> tuple[PairSpec, str, str | None]:
+        if self.exchange_status != "online":
+            raise DoubleError(400, ERR_READ_ONLY, "Exchange is in read-only mode")
+        spec = self.pair(str(body.get("pair", "")))
+        if not spec.active:
+            raise DoubleError(400, ERR_UNKNOWN_PAIR, f"Currency pair {spec.symbol} is not active")
+        side = str(body.get("side", "")).upper()
+        if side not in ("BUY", "SELL"):
+            raise DoubleError(400, ERR_BAD_REQUEST, "side must be BUY or SELL")
+        cid_value = body.get("customerOrderId")
+        cid = str(cid_value) if cid_value not in (None, "") else None
+        if cid is not None:
+            if not CID_RE.match(cid):
+                raise DoubleError(
+                    400,
+                    ERR_BAD_CID,
+                    "customerOrderId may contain letters, digits and '-' only, at most 50 characters",
+                )
+            if any(o.customer_order_id == cid for o in self.orders if o.is_open):
+                raise DoubleError(
+                    400, ERR_DUPLICATE_CID, f"Duplicate customerOrderId {cid} among open orders"
+                )
+        return spec, side, cid
+
+    @staticmethod
+    def _check_size(spec: PairSpec, quantity: Decimal, price: Decimal | None) -> None:
+        if quantity <= 0:
+            raise DoubleError(400, ERR_BAD_REQUEST, "quantity must be positive")
+        step = Decimal(1).scaleb(-spec.base_decimal_places)
+        if quantity % step != 0:
+            raise DoubleError(
+                400, ERR_DECIMALS, f"quantity has more than {spec.base_decimal_places} decimal places"
+            )
+        if quantity < spec.min_base:
+            raise DoubleError(
+                400, ERR_MIN_SIZE, f"Minimum order size not met: minimum is {num(spec.min_base)} {spec.base}"
+            )
+        if quantity > spec.max_base:
+            raise DoubleError(
+                400, ERR_MAX_SIZE, f"Maximum order size exceeded: {num(spec.max_base)} {spec.base}"
+            )
+        if price is not None:
+            value = quantity * price
+            if value < spec.min_quote:
+                raise DoubleError(
+                    400,
+                    ERR_MIN_SIZE,
+                    f"Minimum order size not met: minimum is {num(spec.min_quote)} {spec.quote}",
+                )
+            if value > spec.max_quote:
+                raise DoubleError(
+                    400, ERR_MAX_SIZE, f"Maximum order value exceeded: {num(spec.max_quote)} {spec.quote}"
+                )
+
+    def _new_order(
+        self,
+        spec: PairSpec,
+        side: str,
+        cid: str | None,
+        kind: str,
+        price: Decimal | None,
+        quantity: Decimal,
+        tif: str,
+    ) -> Order:
+        now = self.now()
+        order = Order(
+            order_id=str(uuid.uuid4()),
+            customer_order_id=cid,
+            pair=spec.symbol,
+            side=side,
+            kind=kind,
+            price=price,
+            quantity=quantity,
+            time_in_force=tif,
+            created_at=now,
+            updated_at=now,
+        )
+        self.orders.append(order)
+        return order
+
+    def place_limit(self, body: dict[str, Any], *, seeded: bool = False) -> Order:
+        with self.lock:
+            spec, side, cid = self._validate_common(body)
+            quantity = dec(body.get("quantity"), "quantity")
+            price = dec(body.get("price"), "price")
+            if price <= 0 or price % spec.tick != 0:
+                raise DoubleError(
+                    400, ERR_TICK_SIZE, f"price must be a multiple of tickSize {num(spec.tick)}"
+                )
+            self._check_size(spec, quantity, price)
+            tif = str(body.get("timeInForce") or "GTC").upper()
+            if tif not in ("GTC", "IOC", "FOK"):
+                raise DoubleError(400, ERR_BAD_REQUEST, "timeInForce must be GTC, IOC or FOK")
+            post_only = body.get("postOnly") in (True, "true", "True")
+            kind = "post-only limit" if post_only else "limit"
+            order = self._new_order(spec, side, cid, kind, price, quantity, tif)
+            order.seeded = seeded
+            order.fee_currency = spec.base if side == "BUY" else spec.quote
+            lock_cur, lock_amount = (spec.quote, quantity * price) if side == "BUY" else (spec.base, quantity)
+            if self.available.get(lock_cur, Decimal(0)) < lock_amount:
+                self._finish(order, "Failed", "Insufficient Balance")
+                return order
+            self._move(lock_cur, lock_amount, to_reserved=True)
+            order.reserved = lock_amount
+            quote = self.quotes.get(spec.symbol)
+            marketable = quote is not None and self._crosses(order, quote)
+            if post_only and marketable:
+                self._release(order)
+                self._finish(order, "Failed", "Post-only order would have matched")
+                return order
+            if marketable and quote is not None:
+                if tif == "FOK":
+                    self._fill(order, order.remaining, quote.ask if side == "BUY" else quote.bid, maker=False)
+                else:
+                    self._fill(
+                        order,
+                        self._step_quantity(order, spec),
+                        quote.ask if side == "BUY" else quote.bid,
+                        maker=False,
+                    )
+            if order.is_open and tif in ("IOC", "FOK"):
+                self._release(order)
+                self._finish(
+                    order,
+                    "Failed" if tif == "FOK" else "Cancelled",
+                    "Fill or kill could not be filled" if tif == "FOK" else "",
+                )
+            return order
+
+    def place_market(self, body: dict[str, Any]) -> Order:
+        with self.lock:
+            spec, side, cid = self._validate_common(body)
+            base_amount, quote_amount = body.get("baseAmount"), body.get("quoteAmount")
+            if (base_amount is None) == (quote_amount is None):
+                raise DoubleError(400, ERR_BAD_REQUEST, "Specify exactly one of baseAmount or quoteAmount")
+            quote = self.quote(spec.symbol)
+            price = quote.ask if side == "BUY" else quote.bid
+            step = Decimal(1).scaleb(-spec.base_decimal_places)
+            if base_amount is not None:
+                quantity = dec(base_amount, "baseAmount")
+            else:
+                quantity = (dec(quote_amount, "quoteAmount") / price).quantize(step, ROUND_DOWN)
+            self._check_size(spec, quantity, price)
+            order = self._new_order(spec, side, cid, "market", None, quantity, "IOC")
+            order.fee_currency = spec.base if side == "BUY" else spec.quote
+            need_cur, need = (spec.quote, quantity * price) if side == "BUY" else (spec.base, quantity)
+            if self.available.get(need_cur, Decimal(0)) < need:
+                self._finish(order, "Failed", "Insufficient Balance")
+                return order
+            self._fill(order, quantity, price, maker=False)
+            return order
+
+    def cancel(self, symbol: str, *, cid: str | None = None, order_id: str | None = None) -> Order:
+        with self.lock:
+            order = self.find_open(symbol, cid=cid, order_id=order_id)
+            if order is None:
+                raise DoubleError(400, ERR_NOT_FOUND, "Order not found or no longer open")
+            self._release(order)
+            self._finish(order, "Cancelled", "")
+            return order
+
+    def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        with self.lock:
+            cancelled = []
+            for order in self.open_orders():
+                if symbol is None or order.pair == symbol.upper():
+                    self._release(order)
+                    self._finish(order, "Cancelled", "")
+                    cancelled.append(order)
+            return cancelled
+
+    # ---- matching
+
+    @staticmethod
+    def _crosses(order: Order, quote: Quote) -> bool:
+        assert order.price is not None
+        return quote.ask <= order.price if order.side == "BUY" else quote.bid >= order.price
+
+    def _step_quantity(self, order: Order, spec: PairSpec) -> Decimal:
+        step = Decimal(1).scaleb(-spec.base_decimal_places)
+        amount = (order.quantity * self.fill_ratio).quantize(step, ROUND_CEILING)
+        return max(step, min(order.remaining, amount))
+
+    def _match_resting(self, symbol: str) -> None:
+        quote = self.quotes.get(symbol)
+        if quote is None:
+            return
+        spec = self.pairs[symbol]
+        for order in list(self.orders):
+            if (
+                order.is_open
+                and order.pair == symbol
+                and order.kind != "market"
+                and self._crosses(order, quote)
+            ):
+                assert order.price is not None
+                self._fill(order, self._step_quantity(order, spec), order.price, maker=True)
+
+    def _fill(self, order: Order, quantity: Decimal, price: Decimal, *, maker: bool) -> None:
+        spec = self.pairs[order.pair]
+        pct = self.maker_pct if maker else self.taker_pct
+        value = quantity * price
+        if order.side == "BUY":
+            fee = (quantity * pct / 100).quantize(FEE_STEP)
+            if order.kind == "market":
+                self._add(spec.quote, -value)
+            else:
+                assert order.price is not None
+                locked = quantity * order.price
+                self._add_reserved(spec.quote, -locked)
+                order.reserved -= locked
+                self._add(spec.quote, locked - value)  # price improvement comes back
+            self._add(spec.base, quantity - fee)
+        else:
+            fee = (value * pct / 100).quantize(FEE_STEP)
+            if order.kind == "market":
+                self._add(spec.base, -quantity)
+            else:
+                self._add_reserved(spec.base, -quantity)
+                order.reserved -= quantity
+            self._add(spec.quote, value - fee)
+        order.filled += quantity
+        order.total_fee += fee
+        order.quote_total += value
+        now = self.now()
+        order.updated_at = now
+        order.status = "Filled" if order.remaining <= 0 else "Partially Filled"
+        if order.status == "Filled":
+            self._release(order)
+        self._sequence += 1
+        self.trades.append(
+            Trade(
+                trade_id=str(uuid.uuid4()),
+                order_id=order.order_id,
+                customer_order_id=order.customer_order_id,
+                pair=order.pair,
+                side=order.side,
+                price=price,
+                quantity=quantity,
+                fee=fee,
+                fee_currency=order.fee_currency,
+                maker=maker,
+                traded_at=now,
+                sequence=self._sequence,
+            )
+        )
+
+    def _finish(self, order: Order, status: str, reason: str) -> None:
+        order.status = status
+        order.failed_reason = reason
+        order.updated_at = self.now()
+
+    def _release(self, order: Order) -> None:
+        if order.reserved:
+            spec = self.pairs[order.pair]
+            cur = spec.quote if order.side == "BUY" else spec.base
+            self._move(cur, order.reserved, to_reserved=False)
+            order.reserved = Decimal(0)
+
+    def _add(self, currency: str, amount: Decimal) -> None:
+        self.available[currency] = self.available.get(currency, Decimal(0)) + amount
+
+    def _add_reserved(self, currency: str, amount: Decimal) -> None:
+        self.reserved[currency] = self.reserved.get(currency, Decimal(0)) + amount
+
+    def _move(self, currency: str, amount: Decimal, *, to_reserved: bool) -> None:
+        sign = 1 if to_reserved else -1
+        self._add(currency, -sign * amount)
+        self._add_reserved(currency, sign * amount)
+
+    # ---- history
+
+    def trade_rows(
+        self, *, start: datetime | None, before_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Newest first, like VALR."""
+        with self.lock:
+            trades = sorted(self.trades, key=lambda t: t.sequence, reverse=True)
+            if before_id is not None:
+                ids = [t.trade_id for t in trades]
+                trades = trades[ids.index(before_id) + 1 :] if before_id in ids else []
+            if start is not None:
+                trades = [t for t in trades if t.traded_at >= start]
+            return [t.row() for t in trades[:limit]]

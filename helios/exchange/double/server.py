@@ -1,0 +1,855 @@
+"""The exchange double's HTTP side: VALR's paths and auth rules, rate limits, faults, admin endpoints.
+
+Standard library only (``http.server.ThreadingHTTPServer``): starts in milliseconds, ships in the wheel.
+Admin endpoints live under ``/_double/`` (never a VALR path) and need no auth: bind it to loopback only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from helios.exchange.double.book import (
+    DEFAULT_BALANCES,
+    DEFAULT_PRICES,
+    ERR_AUTH,
+    ERR_BAD_REQUEST,
+    ERR_EXPIRED,
+    ERR_FORBIDDEN,
+    ERR_NOT_FOUND,
+    Book,
+    DoubleError,
+    Order,
+    PairSpec,
+    dec,
+    iso,
+    num,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY = "helios-double-key"
+DEFAULT_SECRET = "helios-double-secret-not-a-real-valr-secret"  # noqa: S105 - the double's documented dev key
+DEFAULT_PERMISSIONS = ("View access", "Trade")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    secret: str
+    permissions: tuple[str, ...] = DEFAULT_PERMISSIONS
+    label: str = "helios-double"
+    allowed_ip_cidr: str | None = None
+    is_sub_account: bool = False
+
+
+@dataclass
+class RequestRecord:
+    """One request the double received on a VALR path (admin calls are not recorded)."""
+
+    method: str
+    path: str
+    api_key: str | None
+    body: str
+    at: float
+    outcome: str = ""  # HTTP status as text, or "dropped" / "reset"
+
+
+@dataclass
+class FaultRule:
+    """A counted fault: applies to the next ``count`` requests matching ``path_prefix``/``method``."""
+
+    count: int
+    path_prefix: str = ""
+    method: str = ""
+    status: int = 500
+    retry_after: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.count > 0
+            and path.startswith(self.path_prefix)
+            and (not self.method or self.method.upper() == method)
+        )
+
+
+@dataclass
+class Faults:
+    latency_ms: int = 0
+    latency_path: str = ""
+    clock_skew_ms: int = 0
+    fail: list[FaultRule] = field(default_factory=list)
+    rate_limit: list[FaultRule] = field(default_factory=list)
+    drop: list[FaultRule] = field(default_factory=list)
+    reset: list[FaultRule] = field(default_factory=list)
+
+    def take(self, kind: str, method: str, path: str) -> FaultRule | None:
+        rules: list[FaultRule] = getattr(self, kind)
+        for rule in rules:
+            if rule.matches(method, path):
+                rule.count -= 1
+                return rule
+        return None
+
+
+class RateLimiter:
+    """Sliding one-window counter per bucket (``key:...`` or ``ip:...``)."""
+
+    def __init__(self) -> None:
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, bucket: str, limit: int, window: float, now: float) -> bool:
+        with self._lock:
+            hits = self._hits.setdefault(bucket, deque())
+            while hits and hits[0] <= now - window:
+                hits.popleft()
+            if len(hits) >= limit:
+                return False
+            hits.append(now)
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+
+def _signature(secret: str, timestamp: str, verb: str, path: str, body: bytes, subaccount: str) -> str:
+    # Independent of the client's signer on purpose: the double must not share the client's bugs.
+    message = timestamp.encode() + verb.upper().encode() + path.encode() + body + subaccount.encode()
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha512).hexdigest()
+
+
+def _permission(name: str) -> str:
+    folded = " ".join(name.lower().split())
+    return {"view access": "view", "internal transfer": "transfer"}.get(folded, folded)
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, Decimal):
+        return num(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, default=_json_default).encode("utf-8")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    double: ExchangeDouble
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    timeout = 30
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.double._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.double._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("double %s - " + format, self.client_address[0], *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def _dispatch(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        self.server.double._serve(self, method, raw)
+
+    def send_body(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def drop(self) -> None:
+        """Close the connection without answering (FIN): the client sees its request vanish."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def reset(self) -> None:
+        """Abort the connection with a TCP reset."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+
+class ExchangeDouble:
+    """A VALR look-alike HTTP server for tests, the demo and deploy checks. Loopback only.
+
+    ``ExchangeDouble(port=0).start()`` picks a free port; ``url`` is the base URL to give ``ValrClient``.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        keys: dict[str, KeySpec] | None = None,
+        prices: dict[str, Decimal] | None = None,
+        balances: dict[str, Decimal] | None = None,
+        pairs: dict[str, PairSpec] | None = None,
+        fill_ratio: Decimal = Decimal(1),
+        spread_pct: Decimal = Decimal(0),
+        maker_pct: Decimal | None = None,
+        taker_pct: Decimal | None = None,
+        timestamp_tolerance_ms: int = 10_000,
+        rate_limit_per_key: int = 2000,
+        rate_limit_per_ip: int = 1200,
+        rate_limit_window: float = 60.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.keys: dict[str, KeySpec] = dict(keys) if keys else {DEFAULT_KEY: KeySpec(DEFAULT_SECRET)}
+        self.timestamp_tolerance_ms = timestamp_tolerance_ms
+        self.rate_limit_per_key = rate_limit_per_key
+        self.rate_limit_per_ip = rate_limit_per_ip
+        self.rate_limit_window = rate_limit_window
+        self.faults = Faults()
+        self._faults_lock = threading.Lock()
+        self._limiter = RateLimiter()
+        self._requests: list[RequestRecord] = []
+        self._requests_lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._init = (prices, balances, pairs, fill_ratio, spread_pct, maker_pct, taker_pct)
+        self.book = self._new_book()
+
+    def _new_book(self) -> Book:
+        prices, balances, pairs, fill_ratio, spread_pct, maker_pct, taker_pct = self._init
+        book = Book(now=self.now, fill_ratio=fill_ratio, spread_pct=spread_pct)
+        if pairs is not None:
+            book.pairs = dict(pairs)
+        if maker_pct is not None:
+            book.maker_pct = maker_pct
+        if taker_pct is not None:
+            book.taker_pct = taker_pct
+        for pair, price in (prices if prices is not None else DEFAULT_PRICES).items():
+            if pair.upper() in book.pairs:
+                book.set_price(pair, Decimal(price))
+        for currency, amount in (balances if balances is not None else DEFAULT_BALANCES).items():
+            book.set_balance(currency, Decimal(amount))
+        return book
+
+    # ---- lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> ExchangeDouble:
+        if self._server is not None:
+            return self
+        server = _Server((self.host, self.port), _Handler)
+        server.double = self
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"exchange-double-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("exchange double listening on %s", self.url)
+        return self
+
+    def go_down(self) -> None:
+        """Stop listening and cut every open connection (clients get connection refused / reset)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        with self._conns_lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        log.info("exchange double on port %d is down", self.port)
+
+    def come_up(self) -> None:
+        """Listen again on the same port (state is kept)."""
+        self.start()
+
+    def down_for(self, seconds: float) -> None:
+        """Go down now and come back up after ``seconds`` (in the background)."""
+        self.go_down()
+        timer = threading.Timer(seconds, self.come_up)
+        timer.daemon = True
+        timer.start()
+
+    def stop(self) -> None:
+        self.go_down()
+
+    def __enter__(self) -> ExchangeDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._conns_lock:
+            if add:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    # ---- control
+
+    def now(self) -> datetime:
+        """The exchange's clock (real time plus the injected skew)."""
+        return datetime.now(UTC) + timedelta(milliseconds=self.faults.clock_skew_ms)
+
+    def reset_state(self) -> None:
+        """Fresh book, no faults, empty request log and rate-limit windows (keys are kept)."""
+        self.clear_faults()
+        self.book = self._new_book()
+        self._limiter.clear()
+        self.clear_requests()
+
+    def add_key(
+        self,
+        key: str,
+        secret: str,
+        permissions: tuple[str, ...] = DEFAULT_PERMISSIONS,
+        *,
+        label: str = "helios-double",
+        allowed_ip_cidr: str | None = None,
+        is_sub_account: bool = False,
+    ) -> None:
+        self.keys[key] = KeySpec(secret, tuple(permissions), label, allowed_ip_cidr, is_sub_account)
+
+    def set_price(
+        self,
+        pair: str,
+        price: Decimal | str,
+        bid: Decimal | str | None = None,
+        ask: Decimal | str | None = None,
+    ) -> None:
+        """Move the market: a price step; resting orders that now cross fill ``fill_ratio`` of their size."""
+        self.book.set_price(
+            pair,
+            Decimal(price),
+            Decimal(bid) if bid is not None else None,
+            Decimal(ask) if ask is not None else None,
+        )
+
+    def step(self, pair: str | None = None) -> None:
+        self.book.step(pair)
+
+    def set_fill_ratio(self, ratio: Decimal | str) -> None:
+        value = Decimal(ratio)
+        if not Decimal(0) < value <= 1:
+            raise ValueError("fill ratio must be in (0, 1]")
+        self.book.fill_ratio = value
+
+    def set_balance(self, currency: str, available: Decimal | str) -> None:
+        self.book.set_balance(currency, Decimal(available))
+
+    def set_exchange_status(self, status: str) -> None:
+        """``online`` or ``read-only`` (read-only refuses new orders)."""
+        self.book.exchange_status = status
+
+    def balances(self) -> dict[str, Decimal]:
+        with self.book.lock:
+            return {row["currency"]: Decimal(row["total"]) for row in self.book.balance_rows()}
+
+    def orders(self) -> list[Order]:
+        with self.book.lock:
+            return list(self.book.orders)
+
+    def open_orders(self) -> list[Order]:
+        return self.book.open_orders()
+
+    def seed_order(
+        self,
+        pair: str,
+        side: str,
+        quantity: Decimal | str,
+        price: Decimal | str,
+        customer_order_id: str | None = None,
+    ) -> Order:
+        """An open limit order nobody journaled (placed "by someone else" on the same account)."""
+        body: dict[str, Any] = {"pair": pair, "side": side, "quantity": str(quantity), "price": str(price)}
+        if customer_order_id:
+            body["customerOrderId"] = customer_order_id
+        return self.book.place_limit(body, seeded=True)
+
+    def requests(self, path_prefix: str = "", method: str = "") -> list[RequestRecord]:
+        with self._requests_lock:
+            return [
+                r
+                for r in self._requests
+                if r.path.startswith(path_prefix) and (not method or r.method == method.upper())
+            ]
+
+    def order_placements(self) -> list[RequestRecord]:
+        """Every placement request received (POST to /v1/orders... or /v2/orders...)."""
+        return [r for r in self.requests(method="POST") if "/orders" in r.path]
+
+    def clear_requests(self) -> None:
+        with self._requests_lock:
+            self._requests.clear()
+
+    # ---- faults
+
+    def inject_latency(self, ms: int, path_prefix: str = "") -> None:
+        """Delay every answer (on paths starting with ``path_prefix``) by ``ms`` milliseconds."""
+        with self._faults_lock:
+            self.faults.latency_ms = ms
+            self.faults.latency_path = path_prefix
+
+    def fail_next(self, count: int = 1, status: int = 500, path_prefix: str = "", method: str = "") -> None:
+        """The next ``count`` matching requests answer ``status`` (5xx) without being processed."""
+        with self._faults_lock:
+            self.faults.fail.append(FaultRule(count, path_prefix, method, status))
+
+    def rate_limit_next(
+        self, count: int, retry_after: float | None = None, path_prefix: str = "", method: str = ""
+    ) -> None:
+        """A 429 storm: the next ``count`` matching requests get 429 + ``x-valr-ratelimited: true``."""
+        value = (
+            None
+            if retry_after is None
+            else (str(int(retry_after)) if retry_after == int(retry_after) else str(retry_after))
+        )
+        with self._faults_lock:
+            self.faults.rate_limit.append(FaultRule(count, path_prefix, method, 429, value))
+
+    def drop_response_after_accept(
+        self, count: int = 1, path_prefix: str = "/v2/orders", method: str = "POST"
+    ) -> None:
+        """Process the next matching request(s) normally, then close the connection without answering."""
+        with self._faults_lock:
+            self.faults.drop.append(FaultRule(count, path_prefix, method))
+
+    def reset_next(self, count: int = 1, path_prefix: str = "", method: str = "") -> None:
+        """Reset (TCP RST) the next matching connection(s) before processing the request."""
+        with self._faults_lock:
+            self.faults.reset.append(FaultRule(count, path_prefix, method))
+
+    def set_clock_skew(self, ms: int) -> None:
+        """The exchange's clock runs ``ms`` ahead (negative: behind) of real time."""
+        self.faults.clock_skew_ms = ms
+
+    def clear_faults(self) -> None:
+        with self._faults_lock:
+            self.faults = Faults()
+
+    # ---- serving
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._requests_lock:
+            self._requests.append(record)
+
+    def _serve(self, handler: _Handler, method: str, raw: bytes) -> None:
+        path = handler.path
+        if path.startswith("/_double/"):
+            try:
+                status, payload = self._admin(method, path, raw)
+            except DoubleError as exc:
+                status, payload = exc.status, exc.body()
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                status, payload = 400, {"code": ERR_BAD_REQUEST, "message": f"bad admin request: {exc}"}
+            handler.send_body(status, _dumps(payload), "application/json")
+            return
+        record = RequestRecord(
+            method, path, handler.headers.get("X-VALR-API-KEY"), raw.decode("utf-8", "replace"), time.time()
+        )
+        self._record(record)
+        with self._faults_lock:
+            reset = self.faults.take("reset", method, path)
+            latency = self.faults.latency_ms if path.startswith(self.faults.latency_path) else 0
+            limited = self.faults.take("rate_limit", method, path)
+            failed = self.faults.take("fail", method, path) if limited is None else None
+        if reset is not None:
+            record.outcome = "reset"
+            handler.reset()
+            return
+        if latency:
+            time.sleep(latency / 1000)
+        if limited is not None:
+            record.outcome = "429"
+            self._send_rate_limited(handler, limited.retry_after)
+            return
+        if failed is not None:
+            record.outcome = str(failed.status)
+            if failed.status == 500:
+                body = _dumps({"code": -1, "message": "Internal server error"})
+                handler.send_body(failed.status, body, "application/json")
+            else:
+                handler.send_body(
+                    failed.status, b"<html><body>Service Unavailable</body></html>", "text/html"
+                )
+            return
+        try:
+            status, payload = self._route(method, path, raw, handler)
+        except DoubleError as exc:
+            status, payload = exc.status, exc.body()
+        except _RateLimitedError:
+            record.outcome = "429"
+            self._send_rate_limited(handler, "1")
+            return
+        if status < 300:
+            with self._faults_lock:
+                dropped = self.faults.take("drop", method, path)
+            if dropped is not None:
+                record.outcome = "dropped"
+                handler.drop()
+                return
+        record.outcome = str(status)
+        handler.send_body(status, _dumps(payload) if payload is not None else b"", "application/json")
+
+    @staticmethod
+    def _send_rate_limited(handler: _Handler, retry_after: str | None) -> None:
+        headers = {"x-valr-ratelimited": "true"}
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        handler.send_body(429, b"Rate limit exceeded", "text/plain", headers)
+
+    def _authenticate(self, method: str, path: str, raw: bytes, handler: _Handler) -> tuple[str, KeySpec]:
+        key = handler.headers.get("X-VALR-API-KEY")
+        signature = handler.headers.get("X-VALR-SIGNATURE")
+        timestamp = handler.headers.get("X-VALR-TIMESTAMP")
+        if not key or not signature or not timestamp:
+            raise DoubleError(401, ERR_AUTH, "Unauthorized: API key, signature and timestamp are required")
+        spec = self.keys.get(key)
+        if spec is None:
+            raise DoubleError(401, ERR_AUTH, "Unauthorized: unknown API key")
+        subaccount = handler.headers.get("X-VALR-SUB-ACCOUNT-ID") or ""
+        expected = _signature(spec.secret, timestamp, method, path, raw, subaccount)
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise DoubleError(401, ERR_AUTH, "Unauthorized: invalid request signature")
+        try:
+            ts = int(timestamp)
+        except ValueError:
+            raise DoubleError(401, ERR_AUTH, "Unauthorized: invalid timestamp") from None
+        now_ms = int(self.now().timestamp() * 1000)
+        if abs(now_ms - ts) > self.timestamp_tolerance_ms:
+            raise DoubleError(401, ERR_EXPIRED, "Request has expired: timestamp too far from server time")
+        return key, spec
+
+    def _route(self, method: str, path: str, raw: bytes, handler: _Handler) -> tuple[int, Any]:
+        split = urlsplit(path)
+        parts = [unquote(p) for p in split.path.strip("/").split("/")]
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        now = time.monotonic()
+        ip = handler.client_address[0]
+        if parts[:2] == ["v1", "public"]:
+            if not self._limiter.allow(f"ip:{ip}", self.rate_limit_per_ip, self.rate_limit_window, now):
+                raise _RateLimitedError()
+            return self._public(method, parts[2:])
+        key, spec = self._authenticate(method, path, raw, handler)
+        if not self._limiter.allow(f"key:{key}", self.rate_limit_per_key, self.rate_limit_window, now):
+            raise _RateLimitedError()
+        perms = {_permission(p) for p in spec.permissions}
+        trading = method in ("POST", "DELETE", "PUT")
+        needed = "trade" if trading else "view"
+        if needed not in perms:
+            raise DoubleError(403, ERR_FORBIDDEN, f"Forbidden: API key lacks the {needed.title()} permission")
+        body: dict[str, Any] = {}
+        if raw:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                raise DoubleError(400, ERR_BAD_REQUEST, "Request body is not valid JSON") from None
+            if not isinstance(parsed, dict):
+                raise DoubleError(400, ERR_BAD_REQUEST, "Request body must be a JSON object")
+            body = parsed
+        return self._private(method, parts, query, body, spec)
+
+    def _public(self, method: str, rest: list[str]) -> tuple[int, Any]:
+        book = self.book
+        if method != "GET":
+            raise DoubleError(404, ERR_NOT_FOUND, "Not found")
+        if rest == ["time"]:
+            now = self.now()
+            return 200, {"epochTime": int(now.timestamp()), "time": iso(now)}
+        if rest == ["status"]:
+            return 200, {"status": book.exchange_status}
+        if rest == ["pairs"]:
+            return 200, [p.as_json() for p in book.pairs.values()]
+        if rest == ["marketsummary"]:
+            return 200, [self._summary(symbol) for symbol in book.quotes]
+        if len(rest) == 2 and rest[1] == "marketsummary":
+            return 200, self._summary(book.pair(rest[0]).symbol)
+        raise DoubleError(404, ERR_NOT_FOUND, "Not found")
+
+    def _summary(self, symbol: str) -> dict[str, Any]:
+        quote = self.book.quote(symbol)
+        return {
+            "currencyPair": symbol,
+            "askPrice": num(quote.ask),
+            "bidPrice": num(quote.bid),
+            "lastTradedPrice": num(quote.last),
+            "previousClosePrice": num(quote.last),
+            "baseVolume": "0",
+            "quoteVolume": "0",
+            "highPrice": num(quote.last),
+            "lowPrice": num(quote.last),
+            "created": iso(quote.at),
+            "changeFromPrevious": "0",
+            "markPrice": num(quote.last),
+        }
+
+    def _private(
+        self, method: str, parts: list[str], query: dict[str, str], body: dict[str, Any], spec: KeySpec
+    ) -> tuple[int, Any]:
+        book = self.book
+        route = (method, *parts)
+        if route == ("GET", "v1", "account", "balances"):
+            return 200, book.balance_rows()
+        if route == ("GET", "v1", "account", "api-keys", "current"):
+            info: dict[str, Any] = {
+                "label": spec.label,
+                "permissions": list(spec.permissions),
+                "addedAt": "2024-01-01T00:00:00.000Z",
+                "isSubAccount": spec.is_sub_account,
+            }
+            if spec.allowed_ip_cidr:
+                info["allowedIpAddressCidr"] = spec.allowed_ip_cidr
+            return 200, info
+        if route == ("GET", "v1", "account", "fees", "trade"):
+            return 200, [
+                {
+                    "currencyPair": s,
+                    "makerPercentage": num(book.maker_pct),
+                    "takerPercentage": num(book.taker_pct),
+                    "simplePercentage": "0.75",
+                }
+                for s in book.pairs
+            ]
+        if route == ("GET", "v1", "account", "tradehistory"):
+            limit = min(100, int(query.get("limit", "100")))
+            start = datetime.fromisoformat(query["startTime"]) if query.get("startTime") else None
+            return 200, book.trade_rows(start=start, before_id=query.get("beforeId"), limit=limit)
+        if route == ("POST", "v2", "orders", "limit"):
+            return 201, {"id": book.place_limit(body).order_id}
+        if route == ("POST", "v2", "orders", "market"):
+            return 201, {"id": book.place_market(body).order_id}
+        if route == ("GET", "v1", "orders", "open"):
+            return 200, [o.open_row() for o in book.open_orders()]
+        if method == "GET" and len(parts) == 5 and parts[:2] == ["v1", "orders"] and parts[2] != "history":
+            pair, kind, ident = parts[2], parts[3], parts[4]
+            found = self._lookup(pair, kind, ident, open_only=True)
+            return 200, found.status_row()
+        if method == "GET" and len(parts) == 6 and parts[:4] == ["v1", "orders", "history", "summary"]:
+            found = self._lookup(None, parts[4], parts[5], open_only=False)
+            return 200, found.history_row()
+        if route == ("DELETE", "v2", "orders", "order"):
+            pair = str(body.get("pair", ""))
+            cid, order_id = body.get("customerOrderId"), body.get("orderId")
+            if (cid is None) == (order_id is None):
+                raise DoubleError(400, ERR_BAD_REQUEST, "Specify exactly one of orderId or customerOrderId")
+            book.pair(pair)
+            order = book.cancel(
+                pair, cid=str(cid) if cid else None, order_id=str(order_id) if order_id else None
+            )
+            return 200, {"id": str(cid) if cid else order.order_id}
+        if route == ("DELETE", "v1", "orders"):
+            return 200, [{"orderId": o.order_id} for o in book.cancel_all()]
+        if method == "DELETE" and len(parts) == 3 and parts[:2] == ["v1", "orders"]:
+            symbol = book.pair(parts[2]).symbol
+            return 200, [{"orderId": o.order_id} for o in book.cancel_all(symbol)]
+        raise DoubleError(404, ERR_NOT_FOUND, "Not found")
+
+    def _lookup(self, pair: str | None, kind: str, ident: str, *, open_only: bool) -> Order:
+        if kind not in ("customerorderid", "orderid"):
+            raise DoubleError(404, ERR_NOT_FOUND, "Not found")
+        cid, order_id = (ident, None) if kind == "customerorderid" else (None, ident)
+        if open_only:
+            assert pair is not None
+            found = self.book.find_open(self.book.pair(pair).symbol, cid=cid, order_id=order_id)
+        else:
+            found = self.book.find_latest(cid=cid, order_id=order_id)
+        if found is None:
+            raise DoubleError(404, ERR_NOT_FOUND, "Order not found")
+        return found
+
+    # ---- admin
+
+    def state(self) -> dict[str, Any]:
+        book = self.book
+        with book.lock:
+            return {
+                "url": self.url,
+                "exchangeStatus": book.exchange_status,
+                "prices": {
+                    s: {"bid": num(q.bid), "ask": num(q.ask), "last": num(q.last)}
+                    for s, q in book.quotes.items()
+                },
+                "balances": book.balance_rows(),
+                "openOrders": len(book.open_orders()),
+                "orders": len(book.orders),
+                "trades": len(book.trades),
+                "fillRatio": num(book.fill_ratio),
+                "faults": asdict(self.faults),
+                "keys": sorted(self.keys),
+            }
+
+    def _admin(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
+        split = urlsplit(path)
+        route = split.path.rstrip("/")[len("/_double") :]
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        body: dict[str, Any] = json.loads(raw) if raw else {}
+        if method == "GET" and route in ("", "/health"):
+            return 200, {"ok": True, "url": self.url}
+        if method == "GET" and route == "/state":
+            return 200, self.state()
+        if method == "POST" and route == "/price":
+            self.set_price(str(body["pair"]), dec(body["price"], "price"), body.get("bid"), body.get("ask"))
+            return 200, self.state()["prices"]
+        if method == "POST" and route == "/step":
+            self.step(body.get("pair"))
+            return 200, {"ok": True}
+        if method == "POST" and route == "/balance":
+            items = body.get("balances") or {body["currency"]: body["available"]}
+            for currency, amount in items.items():
+                self.set_balance(str(currency), dec(amount, "available"))
+            return 200, self.book.balance_rows()
+        if method == "POST" and route == "/fill-ratio":
+            self.set_fill_ratio(dec(body["ratio"], "ratio"))
+            return 200, {"fillRatio": num(self.book.fill_ratio)}
+        if method == "POST" and route == "/exchange-status":
+            self.set_exchange_status(str(body["status"]))
+            return 200, {"status": self.book.exchange_status}
+        if method == "GET" and route == "/orders":
+            orders = self.open_orders() if query.get("open") in ("1", "true") else self.orders()
+            return 200, [o.admin_row() for o in orders]
+        if method == "POST" and route == "/orders/seed":
+            order = self.seed_order(
+                str(body["pair"]),
+                str(body["side"]),
+                str(body["quantity"]),
+                str(body["price"]),
+                body.get("customerOrderId"),
+            )
+            return 201, order.admin_row()
+        if method == "GET" and route == "/trades":
+            return 200, [t.row() for t in self.book.trades]
+        if method == "GET" and route == "/requests":
+            return 200, [asdict(r) for r in self.requests(query.get("path", ""), query.get("method", ""))]
+        if method == "DELETE" and route == "/requests":
+            self.clear_requests()
+            return 200, {"ok": True}
+        if method == "POST" and route == "/faults":
+            self._apply_faults(body)
+            return 200, asdict(self.faults)
+        if method == "DELETE" and route == "/faults":
+            self.clear_faults()
+            return 200, asdict(self.faults)
+        if method == "POST" and route == "/down":
+            seconds = float(body.get("seconds", 5))
+            timer = threading.Timer(0.05, self.down_for, args=(seconds,))
+            timer.daemon = True
+            timer.start()
+            return 200, {"down_for_seconds": seconds}
+        if method == "POST" and route == "/reset":
+            self.reset_state()
+            return 200, self.state()
+        if method == "POST" and route == "/keys":
+            self.add_key(
+                str(body["key"]),
+                str(body["secret"]),
+                tuple(body.get("permissions", DEFAULT_PERMISSIONS)),
+                label=str(body.get("label", "helios-double")),
+                allowed_ip_cidr=body.get("allowedIpAddressCidr"),
+            )
+            return 200, {"keys": sorted(self.keys)}
+        raise DoubleError(404, ERR_NOT_FOUND, f"unknown admin endpoint {method} {route}")
+
+    def _apply_faults(self, body: dict[str, Any]) -> None:
+        if "latency_ms" in body:
+            self.inject_latency(int(body["latency_ms"]), str(body.get("latency_path", "")))
+        if "clock_skew_ms" in body:
+            self.set_clock_skew(int(body["clock_skew_ms"]))
+
+        def rule(name: str) -> dict[str, Any] | None:
+            value = body.get(name)
+            return value if isinstance(value, dict) else None
+
+        if (spec := rule("fail_next")) is not None:
+            self.fail_next(
+                int(spec.get("count", 1)),
+                int(spec.get("status", 500)),
+                str(spec.get("path", "")),
+                str(spec.get("method", "")),
+            )
+        if (spec := rule("rate_limit_next")) is not None:
+            retry = spec.get("retry_after")
+            self.rate_limit_next(
+                int(spec.get("count", 1)),
+                float(retry) if retry is not None else None,
+                str(spec.get("path", "")),
+                str(spec.get("method", "")),
+            )
+        if (spec := rule("drop_after_accept")) is not None:
+            self.drop_response_after_accept(
+                int(spec.get("count", 1)),
+                str(spec.get("path", "/v2/orders")),
+                str(spec.get("method", "POST")),
+            )
+        if (spec := rule("reset_next")) is not None:
+            self.reset_next(int(spec.get("count", 1)), str(spec.get("path", "")), str(spec.get("method", "")))
+
+
+class _RateLimitedError(Exception):
+    pass
