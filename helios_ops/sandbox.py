@@ -316,11 +316,15 @@ class Sandbox:
     def is_alive(self, state: HostState) -> bool:
         """True when ``state.pid`` is still our systemd-nspawn for this rootfs (guards against pid reuse)."""
         try:
-            cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes().split(b"\0")
+            exe = os.readlink(f"/proc/{state.pid}/exe")
+            cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes()
         except OSError:
+            return False  # gone, or a zombie
+        if not exe.endswith("/systemd-nspawn"):
             return False
-        args = [part.decode(errors="replace") for part in cmdline]
-        return bool(args) and args[0].endswith("systemd-nspawn") and state.rootfs in args
+        # nspawn briefly shows an empty cmdline while it sets itself up.
+        args = [part.decode(errors="replace") for part in cmdline.split(b"\0")]
+        return not cmdline or state.rootfs in args
 
     # -- up -------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,255 @@
+"""Release artifacts: a wheel of a git ref plus an offline wheelhouse of its dependencies.
+
+A release on a server lives in ``/opt/helios/releases/<YYYYmmddTHHMMSSZ>-<sha7>/`` with its own virtualenv
+(installed offline from the wheelhouse) and a ``release.json`` manifest. The pure functions here compute ids,
+paths, commands and the manifest; ``build`` is the thin executor (git archive -> pip wheel -> pip download).
+
+Command line (used by ansible/roles/helios_server/tasks/first_release.yml on the controller)::
+
+    python -m helios_ops.artifact build [--ref HEAD] [--python-version 3.11] [--arch x86_64] [--out DIR]
+
+prints one JSON object: release_id, version, git_sha, schema_version, built_at, wheel, wheelhouse.
+"""
+
+from __future__ import annotations
+
+import ast
+import getpass
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "build" / "helios-artifacts"
+RELEASES_DIR = "/opt/helios/releases"
+CURRENT_LINK = "/opt/helios/current"
+RELEASE_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{7}$")
+DEFAULT_SCHEMA_VERSION = 1
+
+
+class ArtifactError(RuntimeError):
+    """Building a release artifact failed; the message is one line naming what was wrong."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    release_id: str
+    version: str
+    git_sha: str
+    schema_version: int
+    built_at: str
+    wheel: str
+    wheelhouse: str
+    python_version: str
+    arch: str
+
+
+# -- pure --------------------------------------------------------------------------------------------------
+
+
+def release_id(built_at: datetime, git_sha: str) -> str:
+    """``YYYYmmddTHHMMSSZ-<sha7>`` in UTC, e.g. ``20250101T120000Z-abc1234``."""
+    if built_at.tzinfo is None:
+        raise ArtifactError("release_id needs a timezone-aware datetime")
+    if not re.fullmatch(r"[0-9a-f]{7,40}", git_sha):
+        raise ArtifactError(f"not a git sha: {git_sha!r}")
+    return f"{built_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{git_sha[:7]}"
+
+
+def is_release_id(value: str) -> bool:
+    return bool(RELEASE_ID_RE.fullmatch(value))
+
+
+def release_dir(rid: str) -> str:
+    if not is_release_id(rid):
+        raise ArtifactError(f"not a release id: {rid!r} (expected YYYYmmddTHHMMSSZ-sha7)")
+    return f"{RELEASES_DIR}/{rid}"
+
+
+def release_paths(rid: str) -> dict[str, str]:
+    base = release_dir(rid)
+    return {
+        "dir": base,
+        "venv": f"{base}/venv",
+        "wheels": f"{base}/wheels",
+        "manifest": f"{base}/release.json",
+        "helios": f"{base}/venv/bin/helios",
+    }
+
+
+def manifest(art: Artifact, deployed_by: str) -> dict[str, object]:
+    """The ``release.json`` content."""
+    return {
+        "release": art.release_id,
+        "version": art.version,
+        "git_sha": art.git_sha,
+        "schema_version": art.schema_version,
+        "built_at": art.built_at,
+        "deployed_by": deployed_by,
+        "python_version": art.python_version,
+    }
+
+
+def schema_version_from_source(src: Path) -> int:
+    """``SCHEMA_VERSION`` from helios/journal.py or helios/journal/__init__.py, else 1."""
+    for candidate in (src / "helios" / "journal.py", src / "helios" / "journal" / "__init__.py"):
+        if not candidate.is_file():
+            continue
+        tree = ast.parse(candidate.read_text(), filename=str(candidate))
+        for node in tree.body:
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets, value = node.targets, node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                targets, value = [node.target], node.value
+            for target in targets:
+                if (
+                    isinstance(target, ast.Name)
+                    and target.id == "SCHEMA_VERSION"
+                    and isinstance(value, ast.Constant)
+                    and isinstance(value.value, int)
+                ):
+                    return value.value
+    return DEFAULT_SCHEMA_VERSION
+
+
+def version_from_source(src: Path) -> str:
+    init = src / "helios" / "__init__.py"
+    match = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', init.read_text(), re.MULTILINE)
+    if match is None:
+        raise ArtifactError(f"no __version__ in {init}")
+    return match.group(1)
+
+
+def platform_tags(arch: str) -> list[str]:
+    """manylinux tags a Debian 12 / Ubuntu 22.04+ glibc host accepts."""
+    if arch not in {"x86_64", "aarch64"}:
+        raise ArtifactError(f"unsupported target architecture {arch!r} (x86_64 or aarch64)")
+    return [f"manylinux2014_{arch}", f"manylinux_2_17_{arch}", f"manylinux_2_28_{arch}", f"linux_{arch}"]
+
+
+def wheel_command(python: str, src: Path, out: Path) -> list[str]:
+    return [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(src)]
+
+
+def download_command(python: str, wheel: Path, out: Path, python_version: str, arch: str) -> list[str]:
+    """Dependencies of ``wheel`` as binary wheels for the target interpreter (no index needed on the host)."""
+    if not re.fullmatch(r"3\.\d{1,2}", python_version):
+        raise ArtifactError(f"python version must look like 3.11, got {python_version!r}")
+    abi = "cp" + python_version.replace(".", "")
+    argv = [python, "-m", "pip", "download", "--quiet", "--dest", str(out), "--only-binary=:all:"]
+    argv += ["--python-version", python_version, "--implementation", "cp", "--abi", abi, "--abi", "none"]
+    for tag in platform_tags(arch):
+        argv += ["--platform", tag]
+    argv += ["--platform", "any", str(wheel)]
+    return argv
+
+
+def artifact_dir(out_root: Path, git_sha: str, python_version: str, arch: str) -> Path:
+    return out_root / f"{git_sha[:12]}-py{python_version}-{arch}"
+
+
+def default_deployed_by() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+# -- executor ----------------------------------------------------------------------------------------------
+
+
+def _run(cmd: Sequence[str], cwd: Path | None = None) -> str:
+    result = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        detail = next((line for line in reversed(lines) if line.strip()), "no output")
+        raise ArtifactError(f"{Path(cmd[0]).name} {cmd[1] if len(cmd) > 1 else ''} failed: {detail}")
+    return result.stdout
+
+
+def resolve_sha(ref: str, repo: Path = REPO_ROOT) -> str:
+    return _run(["git", "-C", str(repo), "rev-parse", "--verify", f"{ref}^{{commit}}"]).strip()
+
+
+def build(
+    ref: str = "HEAD",
+    python_version: str = "3.11",
+    arch: str = "x86_64",
+    out_root: Path = DEFAULT_OUT,
+    repo: Path = REPO_ROOT,
+    now: datetime | None = None,
+) -> Artifact:
+    """Wheel of ``ref`` (from ``git archive``, so uncommitted changes are never shipped) + wheelhouse.
+
+    The wheelhouse is cached per (sha, python version, arch); the release id is fresh for every call.
+    """
+    sha = resolve_sha(ref, repo)
+    built = now or datetime.now(UTC)
+    target = artifact_dir(out_root, sha, python_version, arch)
+    meta_file = target / "artifact.json"
+    if meta_file.is_file():
+        cached = json.loads(meta_file.read_text())
+    else:
+        with tempfile.TemporaryDirectory(prefix="helios-artifact-") as tmp:
+            src = Path(tmp) / "src"
+            src.mkdir()
+            archive = Path(tmp) / "src.tar"
+            _run(["git", "-C", str(repo), "archive", "--format=tar", "-o", str(archive), sha])
+            _run(["tar", "-C", str(src), "-xf", str(archive)])
+            staging = Path(tmp) / "wheels"
+            _run(wheel_command(sys.executable, src, staging))
+            wheels = sorted(staging.glob("helios-*.whl"))
+            if len(wheels) != 1:
+                raise ArtifactError(f"expected one helios wheel, found {len(wheels)}")
+            _run(download_command(sys.executable, wheels[0], staging, python_version, arch))
+            cached = {
+                "version": version_from_source(src),
+                "schema_version": schema_version_from_source(src),
+                "wheel": wheels[0].name,
+            }
+            if target.exists():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(staging, target / "wheels")
+            meta_file.write_text(json.dumps(cached, indent=2) + "\n")
+    return Artifact(
+        release_id=release_id(built, sha),
+        version=str(cached["version"]),
+        git_sha=sha,
+        schema_version=int(cached["schema_version"]),
+        built_at=f"{built.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        wheel=str(cached["wheel"]),
+        wheelhouse=str(target / "wheels"),
+        python_version=python_version,
+        arch=arch,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m helios_ops.artifact")
+    sub = parser.add_subparsers(dest="action", required=True)
+    b = sub.add_parser("build", help="build a wheel + offline wheelhouse; print JSON")
+    b.add_argument("--ref", default="HEAD")
+    b.add_argument("--python-version", default="3.11")
+    b.add_argument("--arch", default="x86_64")
+    b.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    try:
+        art = build(args.ref, args.python_version, args.arch, args.out)
+    except ArtifactError as exc:
+        print(f"artifact build failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({**asdict(art), "deployed_by": default_deployed_by()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
