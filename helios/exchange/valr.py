@@ -725,11 +725,13 @@ class ValrClient:
             if len(page) < TRADE_HISTORY_PAGE:
                 break
             before_id = str(page[-1]["id"])
-        fills = [self._parse_fill(row) for row in rows]
-        if since is not None:
-            fills = [f for f in fills if f.traded_at >= since]
-        unique = {f.trade_id: f for f in fills}
-        return sorted(unique.values(), key=lambda f: (f.traded_at, f.trade_id))
+        # VALR answers newest first: reverse, then a stable sort by time keeps VALR's order within a millisecond.
+        unique: dict[str, Fill] = {}
+        for row in reversed(rows):
+            fill = self._parse_fill(row)
+            if since is None or fill.traded_at >= since:
+                unique.setdefault(fill.trade_id, fill)
+        return sorted(unique.values(), key=lambda f: f.traded_at)
 
     @staticmethod
     def _parse_fill(row: Mapping[str, Any]) -> Fill:

@@ -1,0 +1,322 @@
+"""The ``helios`` command.
+
+    helios run                       the service (systemd runs this)
+    helios check-config [--json]     validate and print the effective configuration, secrets masked
+    helios status [--json]           ask the running service
+    helios emergency-stop [--reason R] [--direct]
+    helios resume --reason R [--direct]
+    helios report [--json]           success metrics from the journal
+    helios audit [--json]            pre-live audit
+    helios journal-info [--json]     journal schema and row counts (deploy and rollback checks)
+
+Operator commands read ``--env-file`` (default: ``$HELIOS_ENV_FILE`` or ``/etc/helios/helios.env`` when it exists,
+else the process environment). ``run`` reads the process environment (systemd's ``EnvironmentFile``).
+
+Exit codes: 0 ok, 1 the action failed, 2 bad configuration or usage, 3 another instance is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from helios import __version__
+from helios.config import ConfigError, Settings, load_env_file, load_settings
+from helios.journal import Journal, JournalError, journal_path, read_schema_info
+from helios.models import Mode, TradingState
+from helios.statelock import AlreadyRunning, StateLock
+
+DEFAULT_ENV_FILE = Path("/etc/helios/helios.env")
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_RUNNING = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings(args: argparse.Namespace, *, operator: bool = True) -> Settings:
+    env_file: Path | None = getattr(args, "env_file", None)
+    if env_file is None and operator:
+        candidate = os.environ.get("HELIOS_ENV_FILE")
+        if candidate:
+            env_file = Path(candidate)
+        elif DEFAULT_ENV_FILE.exists() and os.access(DEFAULT_ENV_FILE, os.R_OK):
+            env_file = DEFAULT_ENV_FILE
+    environ = {k: v for k, v in os.environ.items() if k != "HELIOS_ENV_FILE"}
+    if env_file is not None:
+        return load_settings(load_env_file(env_file), strict_unknown=True)
+    return load_settings(environ)
+
+
+def _print(data: Any, as_json: bool, human: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if as_json else human)
+
+
+def _api(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None,
+         timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
+    headers = {}
+    if settings.helios_api_token is not None:
+        headers["Authorization"] = f"Bearer {settings.helios_api_token.get_secret_value()}"
+    try:
+        response = requests.request(method, settings.api_url + path, json=body, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise CliError(f"the service at {settings.api_url} did not answer ({type(exc).__name__})") from None
+    try:
+        data: dict[str, Any] = response.json()
+    except ValueError:
+        data = {"detail": response.text[:200]}
+    return response.status_code, data
+
+
+def _drop_privileges_to_state_owner(state_dir: Path) -> None:
+    """Run as the owner of the state directory (root on the host -> user helios) so files keep their owner."""
+    if os.geteuid() != 0 or not state_dir.exists():
+        return
+    st = state_dir.stat()
+    if st.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from helios.logsetup import configure_logging
+    from helios.service import run_service
+
+    settings = _settings(args, operator=False)
+    configure_logging(settings.secret_values())
+    return run_service(settings)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    data: dict[str, Any] = {"valid": True, "mode": settings.mode.value, "config": settings.masked()}
+    path = journal_path(settings.helios_state_dir, settings.mode)
+    if path.exists():
+        try:
+            info = read_schema_info(path)
+        except JournalError as exc:
+            raise CliError(str(exc), EXIT_CONFIG) from None
+        from helios.journal import SCHEMA_VERSION
+
+        data["journal"] = {"path": str(path), **info, "release_reads_up_to": SCHEMA_VERSION}
+        if info["min_reader_version"] > SCHEMA_VERSION:
+            raise CliError(f"journal {path}: schema v{info['schema_version']} is too new for this release "
+                           f"(reads up to v{SCHEMA_VERSION})", EXIT_CONFIG)
+    human = "\n".join([f"configuration OK ({settings.mode.value})",
+                       *(f"  {k}={v}" for k, v in data["config"].items())])
+    _print(data, args.json, human)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    code, data = _api(settings, "GET", "/api/status")
+    if code != 200:
+        raise CliError(f"status: HTTP {code}: {data.get('detail')}")
+    pnl = data.get("pnl", {})
+    human = "\n".join([
+        f"mode            {data['mode']}",
+        f"release         {data.get('release') or '-'} (helios {data.get('version')})",
+        f"trading state   {data['trading_state']}",
+        f"health          {'ok' if data['healthy'] else 'UNHEALTHY: ' + '; '.join(data['health']['reasons'])}",
+        f"P&L today       R{pnl.get('today_total_zar')} (realised R{pnl.get('today_realised_zar')})",
+        f"open positions  {len(data['positions'])}",
+        f"open orders     {data['open_orders']}",
+        f"url             {settings.api_url}",
+    ])
+    _print(data, args.json, human)
+    return EXIT_OK
+
+
+def _stop_report_human(data: dict[str, Any]) -> str:
+    remaining = data.get("open_orders_remaining")
+    return "\n".join([
+        f"trading state          {data.get('trading_state')}",
+        f"orders cancelled       {data.get('orders_cancelled')}",
+        f"open orders remaining  {remaining if remaining is not None else 'UNKNOWN (exchange did not answer)'}"
+        f"{' (confirmed by re-query)' if data.get('zero_open_orders_confirmed') else ''}",
+        f"open positions         {len(data.get('open_positions', []))}"
+        + "".join(f"\n  {p['pair']} {p['quantity']}" for p in data.get("open_positions", [])),
+    ])
+
+
+def direct_emergency_stop(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
+    """Straight to the exchange and the journal, for when the service is down or not answering."""
+    from helios.killswitch import cancel_everything, record_cancellations
+    from helios.orchestrator import build_exchange_client
+
+    _drop_privileges_to_state_owner(settings.helios_state_dir)
+    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    try:
+        now = datetime.now(UTC)
+        journal.record_state(TradingState.HALTED, reason, actor, now)  # durable first: nothing new after this
+        client = build_exchange_client(settings)
+        try:
+            sweep = cancel_everything(client, timeout_s=float(settings.helios_emergency_stop_timeout_seconds))
+            record_cancellations(journal, client, datetime.now(UTC))
+        finally:
+            client.close()
+        positions = [{"pair": p.pair, "quantity": str(p.quantity)} for p in journal.positions().values()]
+        report = {"trading_state": TradingState.HALTED.value, "mode": settings.mode.value, "direct": True,
+                  **sweep.to_json(), "open_positions": positions, "reason": reason, "actor": actor,
+                  "at": now.isoformat()}
+        journal.record_event("emergency_stop", report, datetime.now(UTC))
+        return report
+    finally:
+        journal.close()
+
+
+def cmd_emergency_stop(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    reason = args.reason or "emergency stop from the command line"
+    if args.direct:
+        report = direct_emergency_stop(settings, reason, args.actor)
+    else:
+        code, report = _api(settings, "POST", "/api/emergency-stop", {"reason": reason, "actor": args.actor},
+                            timeout=float(settings.helios_emergency_stop_timeout_seconds) + 10)
+        if code != 200:
+            raise CliError(f"emergency stop: HTTP {code}: {report.get('detail')} "
+                           "(the service may be down: use --direct)")
+    _print(report, args.json, _stop_report_human(report))
+    return EXIT_OK if report.get("zero_open_orders_confirmed") else EXIT_FAILED
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not args.reason.strip():
+        raise CliError("--reason: must not be empty", EXIT_CONFIG)
+    if args.direct:
+        if StateLock.is_held(settings.helios_state_dir):
+            raise CliError("resume --direct: the service is running; resume through its API instead", EXIT_RUNNING)
+        _drop_privileges_to_state_owner(settings.helios_state_dir)
+        journal = Journal.open(settings.helios_state_dir, settings.mode)
+        try:
+            previous = journal.record_state(TradingState.ACTIVE, args.reason, args.actor, datetime.now(UTC))
+            journal.record_event("resume", {"previous": previous.value, "reason": args.reason,
+                                            "actor": args.actor, "direct": True}, datetime.now(UTC))
+        finally:
+            journal.close()
+        data: dict[str, Any] = {"trading_state": "ACTIVE", "previous": previous.value, "direct": True}
+    else:
+        code, data = _api(settings, "POST", "/api/resume", {"reason": args.reason, "actor": args.actor})
+        if code != 200:
+            raise CliError(f"resume: HTTP {code}: {data.get('detail')}")
+    _print(data, args.json, f"trading state {data['previous']} -> {data['trading_state']}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from helios.report import success_report
+
+    settings = _settings(args)
+    path = journal_path(settings.helios_state_dir, settings.mode)
+    if not path.exists():
+        raise CliError(f"no {settings.mode.value} journal at {path}")
+    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    try:
+        report = success_report(journal, settings)
+    finally:
+        journal.close()
+    from helios.report import render_report
+
+    _print(report, args.json, render_report(report))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from helios.audit import render_audit, run_audit
+
+    settings = _settings(args)
+    result = run_audit(settings)
+    _print(result, args.json, render_audit(result))
+    return EXIT_OK if result["passed"] else EXIT_FAILED
+
+
+def cmd_journal_info(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from helios.journal import SCHEMA_VERSION
+
+    data: dict[str, Any] = {"release_reads_up_to": SCHEMA_VERSION, "journals": {}}
+    for mode in Mode:
+        path = journal_path(settings.helios_state_dir, mode)
+        if not path.exists():
+            continue
+        info: dict[str, Any] = dict(read_schema_info(path))
+        info["readable_by_this_release"] = info["min_reader_version"] <= SCHEMA_VERSION
+        data["journals"][mode.value] = {"path": str(path), **info}
+    human = "\n".join([f"this release reads journal schema up to v{SCHEMA_VERSION}"] + [
+        f"{m}: {j['path']} schema v{j['schema_version']} (min reader v{j['min_reader_version']})"
+        for m, j in data["journals"].items()])
+    _print(data, args.json, human)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helios", description="Helios trading service")
+    parser.add_argument("--version", action="version", version=f"helios {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--env-file", type=Path, default=None, help="read configuration from this file")
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    add("run", "run the service", json_flag=False).set_defaults(func=cmd_run)
+    add("check-config", "validate the configuration").set_defaults(func=cmd_check_config)
+    add("status", "ask the running service for its status").set_defaults(func=cmd_status)
+    p = add("emergency-stop", "halt trading and cancel every open order")
+    p.add_argument("--reason", default=None)
+    p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
+    p.add_argument("--direct", action="store_true", help="act on the exchange and journal (service down)")
+    p.set_defaults(func=cmd_emergency_stop)
+    p = add("resume", "lift REDUCING/HALTED back to ACTIVE")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
+    p.add_argument("--direct", action="store_true", help="write the journal (service must be stopped)")
+    p.set_defaults(func=cmd_resume)
+    add("report", "success metrics from the journal").set_defaults(func=cmd_report)
+    add("audit", "pre-live audit").set_defaults(func=cmd_audit)
+    add("journal-info", "journal schema versions and readability").set_defaults(func=cmd_journal_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"helios: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AlreadyRunning as exc:
+        print(f"helios: {exc}", file=sys.stderr)
+        return EXIT_RUNNING
+    except JournalError as exc:
+        print(f"helios: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except CliError as exc:
+        print(f"helios: {exc}", file=sys.stderr)
+        return exc.code
+    except OSError as exc:
+        print(f"helios: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
