@@ -50,8 +50,14 @@ def recording_client(answers: dict[str, tuple[int, Any]], **kwargs: Any) -> tupl
     adapter = RecordingAdapter(answers)
     session = requests.Session()
     session.mount("https://", adapter)
-    client = ValrClient("the-key", VECTOR_SECRET, session=session, auto_clock_sync=False,
-                        clock=lambda: VECTOR_TIMESTAMP / 1000, **kwargs)
+    client = ValrClient(
+        "the-key",
+        VECTOR_SECRET,
+        session=session,
+        auto_clock_sync=False,
+        clock=lambda: VECTOR_TIMESTAMP / 1000,
+        **kwargs,
+    )
     return client, adapter
 
 
@@ -86,25 +92,45 @@ def test_client_headers_reproduce_the_vector_byte_for_byte() -> None:
 
 
 def test_client_signs_the_exact_body_bytes_it_sends() -> None:
-    pairs = [{"symbol": "BTCZAR", "baseCurrency": "BTC", "quoteCurrency": "ZAR", "active": True,
-              "minBaseAmount": "0.0001", "maxBaseAmount": "5", "minQuoteAmount": "10", "maxQuoteAmount": "5000000",
-              "tickSize": "1", "baseDecimalPlaces": "8"}]
+    pairs = [
+        {
+            "symbol": "BTCZAR",
+            "baseCurrency": "BTC",
+            "quoteCurrency": "ZAR",
+            "active": True,
+            "minBaseAmount": "0.0001",
+            "maxBaseAmount": "5",
+            "minQuoteAmount": "10",
+            "maxQuoteAmount": "5000000",
+            "tickSize": "1",
+            "baseDecimalPlaces": "8",
+        }
+    ]
     client, adapter = recording_client(
         {"/v1/public/pairs": (200, pairs), "/v2/orders/limit": (201, {"id": "abc"})},
-        confirm_placement=False, subaccount_id="sub-7",
+        confirm_placement=False,
+        subaccount_id="sub-7",
     )
-    order = client.place_order(OrderRequest("cid-1", "BTCZAR", Side.BUY, OrderType.LIMIT, Decimal("0.0010"),
-                                            Decimal("1200000")))
+    order = client.place_order(
+        OrderRequest("cid-1", "BTCZAR", Side.BUY, OrderType.LIMIT, Decimal("0.0010"), Decimal("1200000"))
+    )
     assert order.order_id == "abc"
-    post = [r for r in adapter.sent if r.method == "POST"][0]
+    post = next(r for r in adapter.sent if r.method == "POST")
     assert isinstance(post.body, bytes)
     expected = sign_request(VECTOR_SECRET, VECTOR_TIMESTAMP, "POST", "/v2/orders/limit", post.body, "sub-7")
     assert post.headers["X-VALR-SIGNATURE"] == expected
     assert post.headers["X-VALR-SUB-ACCOUNT-ID"] == "sub-7"
     body = json.loads(post.body)
-    assert body == {"side": "BUY", "pair": "BTCZAR", "customerOrderId": "cid-1", "quantity": "0.0010",
-                    "price": "1200000", "postOnly": False, "timeInForce": "GTC"}
-    public = [r for r in adapter.sent if r.path_url == "/v1/public/pairs"][0]
+    assert body == {
+        "side": "BUY",
+        "pair": "BTCZAR",
+        "customerOrderId": "cid-1",
+        "quantity": "0.0010",
+        "price": "1200000",
+        "postOnly": False,
+        "timeInForce": "GTC",
+    }
+    public = next(r for r in adapter.sent if r.path_url == "/v1/public/pairs")
     assert "X-VALR-SIGNATURE" not in public.headers
 
 

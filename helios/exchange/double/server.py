@@ -519,8 +519,8 @@ class ExchangeDouble:
         with self._faults_lock:
             reset = self.faults.take("reset", method, path)
             latency = self.faults.latency_ms if path.startswith(self.faults.latency_path) else 0
-            limited = self.faults.take("rate_limit", method, path)
-            failed = self.faults.take("fail", method, path) if limited is None else None
+            limited = self.faults.take("rate_limit", method, path) if reset is None else None
+            failed = self.faults.take("fail", method, path) if reset is None and limited is None else None
         if reset is not None:
             record.outcome = "reset"
             handler.reset()
