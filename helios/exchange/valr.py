@@ -452,10 +452,9 @@ class ValrClient:
         """One logical call with the retry policy; re-syncs the clock once on an auth failure."""
         if signed:
             self._maybe_sync_clock()
+        call = (verb, path, body, signed, retry, attempts)
         try:
-            return self._call_with_retries(
-                verb, path, body=body, signed=signed, retry=retry, attempts=attempts
-            )
+            return self._call_with_retries(*call)
         except AuthenticationFailed:
             if not (signed and self._auto_clock_sync):
                 raise
@@ -467,9 +466,7 @@ class ValrClient:
             if abs(new - old) < 1000:
                 raise
             log.warning("valr clock offset changed by %d ms; retrying %s %s once", new - old, verb, path)
-            return self._call_with_retries(
-                verb, path, body=body, signed=signed, retry=retry, attempts=attempts
-            )
+            return self._call_with_retries(*call)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self._backoff_max, self._backoff_base * (2**attempt))
@@ -479,7 +476,6 @@ class ValrClient:
         self,
         verb: str,
         path: str,
-        *,
         body: Mapping[str, Any] | None,
         signed: bool,
         retry: _Retry,
@@ -567,13 +563,15 @@ class ValrClient:
                 code=code,
                 http_status=status,
             )
-        parsed = self._json(response) if response.content else None
+        # Error bodies may not be JSON; success bodies must be.
+        parsed = self._json_or_none(response) if status >= 400 else self._json(response)
         error = self._embedded_error(parsed)
-        if status == 404 or (error is not None and "not found" in error[1].lower()):
+        not_found = status == 404 or (error is not None and "not found" in error[1].lower())
+        if not_found and retry is not _PLACEMENT:  # a placement is never "not found": it is rejected
             code, message = error if error is not None else (None, "not found")
             raise _NotFound(f"VALR {what}: {message}", code=code, http_status=status)
         if status >= 400 or (error is not None and status != 201):
-            code, message = error if error is not None else (None, response.text[:200])
+            code, message = error if error is not None else (None, response.text[:200].strip())
             coded = f", code {code}" if code is not None else ""
             text = f"VALR refused {what} (HTTP {status}{coded}): {message}"
             if retry is _PLACEMENT:
@@ -583,12 +581,21 @@ class ValrClient:
 
     @staticmethod
     def _json(response: requests.Response) -> Any:
+        if not response.content:
+            return None
         try:
             return json.loads(response.content, parse_float=Decimal)
         except ValueError:
             raise ExchangeError(
                 f"VALR sent a non-JSON body (HTTP {response.status_code})", http_status=response.status_code
             ) from None
+
+    @staticmethod
+    def _json_or_none(response: requests.Response) -> Any:
+        try:
+            return json.loads(response.content, parse_float=Decimal) if response.content else None
+        except ValueError:
+            return None
 
     @staticmethod
     def _embedded_error(parsed: Any) -> tuple[int | None, str] | None:
@@ -917,6 +924,9 @@ class ValrClient:
             if self._auto_clock_sync:
                 self.sync_clock(attempts=1)
             online = self.status(attempts=1) == "online"
+        except RateLimited:
+            self._connected = True  # reachable, just busy
+            return True
         except ExchangeError:
             self._connected = False
             return False
