@@ -185,8 +185,11 @@ def cmd_emergency_stop(args: argparse.Namespace) -> int:
     if args.direct:
         report = direct_emergency_stop(settings, reason, args.actor)
     else:
-        code, report = _api(settings, "POST", "/api/emergency-stop", {"reason": reason, "actor": args.actor},
-                            timeout=float(settings.helios_emergency_stop_timeout_seconds) + 10)
+        try:
+            code, report = _api(settings, "POST", "/api/emergency-stop", {"reason": reason, "actor": args.actor},
+                                timeout=float(settings.helios_emergency_stop_timeout_seconds) + 10)
+        except CliError as exc:
+            raise CliError(f"{exc} - use --direct to act on the exchange and journal without it") from None
         if code != 200:
             raise CliError(f"emergency stop: HTTP {code}: {report.get('detail')} "
                            "(the service may be down: use --direct)")

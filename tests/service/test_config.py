@@ -1,0 +1,132 @@
+"""Configuration is fail-closed: every invalid variable refuses to start with one line naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helios.config import ConfigError, load_settings, parse_env_file
+from helios.models import Mode
+
+LIVE = {
+    "TRADING_MODE": "LIVE",
+    "ENABLE_PAPER_TRADING": "false",
+    "VALR_API_KEY": "k" * 32,
+    "VALR_API_SECRET": "s" * 64,
+    "HELIOS_API_TOKEN": "t" * 32,
+    "HELIOS_STATE_DIR": "/tmp/helios-test",
+}
+
+
+def test_defaults_are_paper_and_the_contract_values() -> None:
+    settings = load_settings({})
+    assert settings.mode is Mode.PAPER
+    assert not settings.live_explicitly_enabled
+    assert str(settings.max_position_size_zar) == "1000"
+    assert str(settings.max_portfolio_risk_pct) == "10"
+    assert str(settings.max_daily_loss_zar) == "500"
+    assert settings.max_open_positions == 3
+    assert settings.pairs == ("BTCZAR",)
+    assert settings.helios_market_data == "valr"
+    assert str(settings.helios_state_dir) == "/var/lib/helios"
+    assert (settings.helios_api_host, settings.helios_api_port) == ("127.0.0.1", 8100)
+    assert settings.valr_base_url == "https://api.valr.com"
+
+
+def test_the_explicit_live_configuration_is_live() -> None:
+    settings = load_settings(LIVE)
+    assert settings.mode is Mode.LIVE and settings.live_explicitly_enabled
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"TRADING_MODE": "live"}, "TRADING_MODE"),
+        ({"TRADING_MODE": "PAPERX"}, "TRADING_MODE"),
+        ({"TRADING_MODE": ""}, "TRADING_MODE"),
+        ({"ENABLE_PAPER_TRADING": "maybe"}, "ENABLE_PAPER_TRADING"),
+        ({"ENABLE_PAPER_TRADING": "false"}, "ENABLE_PAPER_TRADING"),  # PAPER with paper disabled: disagreement
+        ({**LIVE, "ENABLE_PAPER_TRADING": "true"}, "ENABLE_PAPER_TRADING"),  # LIVE with paper enabled
+        ({**LIVE, "VALR_API_KEY": ""}, "VALR_API_KEY"),
+        ({**LIVE, "VALR_API_SECRET": "  "}, "VALR_API_SECRET"),
+        ({**LIVE, "HELIOS_API_TOKEN": ""}, "HELIOS_API_TOKEN"),
+        ({"HELIOS_API_TOKEN": "short"}, "HELIOS_API_TOKEN"),
+        ({**LIVE, "VALR_BASE_URL": "http://api.valr.com"}, "VALR_BASE_URL"),
+        ({"VALR_BASE_URL": "ftp://x"}, "VALR_BASE_URL"),
+        ({"MAX_POSITION_SIZE_ZAR": "0"}, "MAX_POSITION_SIZE_ZAR"),
+        ({"MAX_POSITION_SIZE_ZAR": "-5"}, "MAX_POSITION_SIZE_ZAR"),
+        ({"MAX_POSITION_SIZE_ZAR": "abc"}, "MAX_POSITION_SIZE_ZAR"),
+        ({"MAX_POSITION_SIZE_ZAR": "NaN"}, "MAX_POSITION_SIZE_ZAR"),
+        ({"MAX_POSITION_SIZE_ZAR": "Infinity"}, "MAX_POSITION_SIZE_ZAR"),
+        ({"MAX_PORTFOLIO_RISK_PCT": "0"}, "MAX_PORTFOLIO_RISK_PCT"),
+        ({"MAX_PORTFOLIO_RISK_PCT": "100.01"}, "MAX_PORTFOLIO_RISK_PCT"),
+        ({"MAX_DAILY_LOSS_ZAR": "0"}, "MAX_DAILY_LOSS_ZAR"),
+        ({"MAX_OPEN_POSITIONS": "0"}, "MAX_OPEN_POSITIONS"),
+        ({"MAX_OPEN_POSITIONS": "2.5"}, "MAX_OPEN_POSITIONS"),
+        ({"HELIOS_PAIRS": ""}, "HELIOS_PAIRS"),
+        ({"HELIOS_PAIRS": "BTCUSD"}, "HELIOS_PAIRS"),
+        ({"HELIOS_PAIRS": "btczar"}, "HELIOS_PAIRS"),
+        ({"HELIOS_PAIRS": "BTCZAR,BTCZAR"}, "HELIOS_PAIRS"),
+        ({"HELIOS_MARKET_DATA": "random"}, "HELIOS_MARKET_DATA"),
+        ({"HELIOS_STATE_DIR": "relative/dir"}, "HELIOS_STATE_DIR"),
+        ({"HELIOS_API_PORT": "70000"}, "HELIOS_API_PORT"),
+        ({"HELIOS_API_PORT": "http"}, "HELIOS_API_PORT"),
+        ({"HELIOS_API_HOST": "0.0.0.0"}, "HELIOS_API_TOKEN"),  # exposed without a token
+        ({"HELIOS_MAX_POSITON_SIZE": "5"}, "HELIOS_MAX_POSITON_SIZE"),  # typo of a Helios variable
+    ],
+)
+def test_every_invalid_variable_refuses_with_one_line_naming_it(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(env)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert message.startswith(variable + ":"), message
+
+
+def test_secrets_never_appear_in_errors_repr_or_masked_output() -> None:
+    env = {**LIVE, "VALR_API_KEY": "KEY-abcdefghijklmnop-1234", "VALR_API_SECRET": "SECRET-zyxwvutsrqponmlk"}
+    settings = load_settings(env)
+    text = repr(settings) + str(settings.masked())
+    assert "SECRET-zyxwvutsrqponmlk" not in text
+    assert "KEY-abcdefghijklmnop" not in text and "t" * 32 not in text
+    assert settings.masked()["VALR_API_KEY"] == "****1234"
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings({**env, "HELIOS_API_TOKEN": "tooshort"})
+    assert "tooshort" not in str(excinfo.value)
+
+
+def test_env_file_parsing_handles_quotes_comments_and_rejects_garbage() -> None:
+    values = parse_env_file("# comment\nTRADING_MODE=PAPER\nexport HELIOS_PAIRS='BTCZAR,ETHZAR'\n\n"
+                            'ALERT_URLS="file:///tmp/a.jsonl"\n')
+    assert values == {"TRADING_MODE": "PAPER", "HELIOS_PAIRS": "BTCZAR,ETHZAR", "ALERT_URLS": "file:///tmp/a.jsonl"}
+    with pytest.raises(ConfigError, match="line 2"):
+        parse_env_file("A=1\nthis is not an assignment\n")
+    with pytest.raises(ConfigError, match="TRADNG_MODE: unknown variable"):
+        load_settings({"TRADNG_MODE": "LIVE"}, strict_unknown=True)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "helios.cli", *args], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", **(env or {})}, timeout=60, check=False)
+
+
+def test_check_config_prints_masked_config_and_exits_zero(tmp_path: Path) -> None:
+    env_file = tmp_path / "helios.env"
+    env_file.write_text("\n".join(f"{k}={v}" for k, v in LIVE.items()) + "\n")
+    result = _cli("check-config", "--env-file", str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK (LIVE)" in result.stdout
+    assert "s" * 64 not in result.stdout and "t" * 32 not in result.stdout
+    assert "VALR_API_SECRET=****" in result.stdout
+
+
+def test_run_refuses_bad_config_before_anything_with_one_line(tmp_path: Path) -> None:
+    result = _cli("run", env={"TRADING_MODE": "LIVE", "ENABLE_PAPER_TRADING": "true",
+                              "HELIOS_STATE_DIR": str(tmp_path / "state")})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "ENABLE_PAPER_TRADING" in result.stderr
+    assert not (tmp_path / "state").exists(), "nothing was created: no journal, no lock"
