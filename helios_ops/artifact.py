@@ -8,7 +8,8 @@ Command line (used by ansible/roles/helios_server/tasks/first_release.yml on the
 
     python -m helios_ops.artifact build [--ref HEAD] [--python-version 3.11] [--arch x86_64] [--out DIR]
 
-prints one JSON object: release_id, version, git_sha, schema_version, built_at, wheel, wheelhouse.
+prints one JSON object: release_id, version, git_sha, schema_version, built_at, wheel, wheelhouse, and
+``manifest`` (the release.json content; helios reads ``release_id`` from it).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def release_paths(rid: str) -> dict[str, str]:
 def manifest(art: Artifact, deployed_by: str) -> dict[str, object]:
     """The ``release.json`` content."""
     return {
-        "release": art.release_id,
+        "release_id": art.release_id,
         "version": art.version,
         "git_sha": art.git_sha,
         "schema_version": art.schema_version,
@@ -247,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArtifactError as exc:
         print(f"artifact build failed: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({**asdict(art), "deployed_by": default_deployed_by()}))
+    deployed_by = default_deployed_by()
+    print(json.dumps({**asdict(art), "deployed_by": deployed_by, "manifest": manifest(art, deployed_by)}))
     return 0
 
 

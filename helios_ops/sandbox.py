@@ -217,6 +217,20 @@ def render_inventory(hosts: Sequence[HostSpec], key_file: Path, group: str = "sa
     return "\n".join(lines) + "\n"
 
 
+def molecule_instances(hosts: Sequence[HostSpec], key_file: Path) -> list[dict[str, object]]:
+    """Molecule (delegated driver) instance config entries for ``hosts``."""
+    return [
+        {
+            "instance": host.name,
+            "address": "127.0.0.1",
+            "user": "root",
+            "port": host.ssh_port,
+            "identity_file": str(key_file),
+        }
+        for host in hosts
+    ]
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True when something already holds ``host:port`` (bind test, as a server would do it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -657,7 +671,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         box = group_sandbox(args.group)
         if args.action == "up":
             hosts = box.up(args.hosts)
-            print(json.dumps({"key_file": str(box.key_file), "hosts": [asdict(h) for h in hosts]}))
+            print(
+                json.dumps(
+                    {
+                        "key_file": str(box.key_file),
+                        "hosts": [asdict(h) for h in hosts],
+                        "instances": molecule_instances(hosts, box.key_file),
+                    }
+                )
+            )
         elif args.action == "down":
             print(json.dumps({"stopped": box.down()}))
         else:
