@@ -564,7 +564,15 @@ class ValrClient:
                 http_status=status,
             )
         # Error bodies may not be JSON; success bodies must be.
-        parsed = self._json_or_none(response) if status >= 400 else self._json(response)
+        if status >= 400:
+            parsed = self._json_or_none(response)
+        elif retry is _PLACEMENT:
+            try:
+                parsed = self._json(response)
+            except ExchangeError:  # accepted (2xx) but unreadable: the order may well exist
+                raise OutcomeUnknown(f"VALR accepted {what} with an unreadable body", http_status=status) from None
+        else:
+            parsed = self._json(response)
         error = self._embedded_error(parsed)
         not_found = status == 404 or (error is not None and "not found" in error[1].lower())
         if not_found and retry is not _PLACEMENT:  # a placement is never "not found": it is rejected
@@ -907,6 +915,10 @@ class ValrClient:
             self._call("DELETE", "/v2/orders/order", body=body)
         except _NotFound as exc:
             raise OrderRejected(exc.message, code=exc.code, http_status=exc.http_status) from None
+        except ExchangeError as exc:
+            if type(exc) is ExchangeError and exc.http_status is not None and 400 <= exc.http_status < 500:
+                raise OrderRejected(exc.message, code=exc.code, http_status=exc.http_status) from None
+            raise
 
     def cancel_all_orders(self) -> list[str]:
         """``DELETE /v1/orders``: the ids VALR accepted to cancel. Not proof: re-query open_orders()."""

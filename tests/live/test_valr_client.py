@@ -243,3 +243,23 @@ def test_read_only_exchange_refuses_orders(valr_client: ValrClient, exchange_dou
     assert valr_client.ping() is False
     with pytest.raises(OrderRejected):
         valr_client.place_order(limit("ro-1", Side.BUY, "0.001", "1000000"))
+
+
+def test_cancel_of_unknown_order_is_rejected(valr_client: ValrClient) -> None:
+    with pytest.raises(OrderRejected) as info:
+        valr_client.cancel_order(BTC, "no-such-order")
+    assert info.value.code is not None
+
+
+def test_rate_limit_per_ip_applies_to_public_calls(make_client: ClientFactory) -> None:
+    double = ExchangeDouble(rate_limit_per_ip=2, rate_limit_window=30).start()
+    try:
+        client = make_client(base_url=double.url, max_attempts=1)
+        client.status()
+        client.status()
+        from helios.exchange.errors import RateLimited
+
+        with pytest.raises(RateLimited):
+            client.status()
+    finally:
+        double.stop()

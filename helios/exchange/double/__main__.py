@@ -49,14 +49,10 @@ def _keys(values: list[str]) -> dict[str, KeySpec]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helios.exchange.double", description=__doc__)
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="bind address (default 127.0.0.1; keep it loopback)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; keep it loopback)")
     parser.add_argument("--port", type=int, default=8200, help="port (0 = any free port)")
     parser.add_argument("--price", action="append", default=[], metavar="PAIR=PRICE", help="initial price")
-    parser.add_argument(
-        "--balance", action="append", default=[], metavar="CUR=AMOUNT", help="initial balance"
-    )
+    parser.add_argument("--balance", action="append", default=[], metavar="CUR=AMOUNT", help="initial balance")
     parser.add_argument(
         "--key",
         action="append",
@@ -107,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     print(double.url, flush=True)
     print(
-        f"exchange double (VALR look-alike) keys: {', '.join(sorted(double.keys))}; "
-        f"admin under {double.url}/_double/",
+        f"exchange double (VALR look-alike) keys: {', '.join(sorted(double.keys))}; admin under {double.url}/_double/",
         file=sys.stderr,
         flush=True,
     )

@@ -308,9 +308,7 @@ class Book:
             raise DoubleError(400, ERR_UNKNOWN_PAIR, f"Invalid currency pair: {symbol}")
         return spec
 
-    def set_price(
-        self, symbol: str, price: Decimal, bid: Decimal | None = None, ask: Decimal | None = None
-    ) -> None:
+    def set_price(self, symbol: str, price: Decimal, bid: Decimal | None = None, ask: Decimal | None = None) -> None:
         """Move the market: new last price and top of book, then one matching step for resting orders."""
         with self.lock:
             spec = self.pair(symbol)
@@ -403,9 +401,7 @@ class Book:
                     "customerOrderId may contain letters, digits and '-' only, at most 50 characters",
                 )
             if any(o.customer_order_id == cid for o in self.orders if o.is_open):
-                raise DoubleError(
-                    400, ERR_DUPLICATE_CID, f"Duplicate customerOrderId {cid} among open orders"
-                )
+                raise DoubleError(400, ERR_DUPLICATE_CID, f"Duplicate customerOrderId {cid} among open orders")
         return spec, side, cid
 
     @staticmethod
@@ -414,17 +410,13 @@ class Book:
             raise DoubleError(400, ERR_BAD_REQUEST, "quantity must be positive")
         step = Decimal(1).scaleb(-spec.base_decimal_places)
         if quantity % step != 0:
-            raise DoubleError(
-                400, ERR_DECIMALS, f"quantity has more than {spec.base_decimal_places} decimal places"
-            )
+            raise DoubleError(400, ERR_DECIMALS, f"quantity has more than {spec.base_decimal_places} decimal places")
         if quantity < spec.min_base:
             raise DoubleError(
                 400, ERR_MIN_SIZE, f"Minimum order size not met: minimum is {num(spec.min_base)} {spec.base}"
             )
         if quantity > spec.max_base:
-            raise DoubleError(
-                400, ERR_MAX_SIZE, f"Maximum order size exceeded: {num(spec.max_base)} {spec.base}"
-            )
+            raise DoubleError(400, ERR_MAX_SIZE, f"Maximum order size exceeded: {num(spec.max_base)} {spec.base}")
         if price is not None:
             value = quantity * price
             if value < spec.min_quote:
@@ -470,9 +462,7 @@ class Book:
             quantity = dec(body.get("quantity"), "quantity")
             price = dec(body.get("price"), "price")
             if price <= 0 or price % spec.tick != 0:
-                raise DoubleError(
-                    400, ERR_TICK_SIZE, f"price must be a multiple of tickSize {num(spec.tick)}"
-                )
+                raise DoubleError(400, ERR_TICK_SIZE, f"price must be a multiple of tickSize {num(spec.tick)}")
             self._check_size(spec, quantity, price)
             tif = str(body.get("timeInForce") or "GTC").upper()
             if tif not in ("GTC", "IOC", "FOK"):
@@ -573,12 +563,7 @@ class Book:
             return
         spec = self.pairs[symbol]
         for order in list(self.orders):
-            if (
-                order.is_open
-                and order.pair == symbol
-                and order.kind != "market"
-                and self._crosses(order, quote)
-            ):
+            if order.is_open and order.pair == symbol and order.kind != "market" and self._crosses(order, quote):
                 assert order.price is not None
                 self._fill(order, self._step_quantity(order, spec), order.price, maker=True)
 
@@ -656,9 +641,7 @@ class Book:
 
     # ---- history
 
-    def trade_rows(
-        self, *, start: datetime | None, before_id: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+    def trade_rows(self, *, start: datetime | None, before_id: str | None, limit: int) -> list[dict[str, Any]]:
         """Newest first, like VALR."""
         with self.lock:
             trades = sorted(self.trades, key=lambda t: t.sequence, reverse=True)

@@ -80,9 +80,7 @@ class FaultRule:
 
     def matches(self, method: str, path: str) -> bool:
         return (
-            self.count > 0
-            and path.startswith(self.path_prefix)
-            and (not self.method or self.method.upper() == method)
+            self.count > 0 and path.startswith(self.path_prefix) and (not self.method or self.method.upper() == method)
         )
 
 
@@ -193,9 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         self.server.double._serve(self, method, raw)
 
-    def send_body(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def send_body(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -475,9 +471,7 @@ class ExchangeDouble:
         with self._faults_lock:
             self.faults.rate_limit.append(FaultRule(count, path_prefix, method, 429, value))
 
-    def drop_response_after_accept(
-        self, count: int = 1, path_prefix: str = "/v2/orders", method: str = "POST"
-    ) -> None:
+    def drop_response_after_accept(self, count: int = 1, path_prefix: str = "/v2/orders", method: str = "POST") -> None:
         """Process the next matching request(s) normally, then close the connection without answering."""
         with self._faults_lock:
             self.faults.drop.append(FaultRule(count, path_prefix, method))
@@ -537,9 +531,7 @@ class ExchangeDouble:
                 body = _dumps({"code": -1, "message": "Internal server error"})
                 handler.send_body(failed.status, body, "application/json")
             else:
-                handler.send_body(
-                    failed.status, b"<html><body>Service Unavailable</body></html>", "text/html"
-                )
+                handler.send_body(failed.status, b"<html><body>Service Unavailable</body></html>", "text/html")
             return
         try:
             status, payload = self._route(method, path, raw, handler)
@@ -594,9 +586,9 @@ class ExchangeDouble:
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         now = time.monotonic()
         ip = handler.client_address[0]
+        if not self._limiter.allow(f"ip:{ip}", self.rate_limit_per_ip, self.rate_limit_window, now):
+            raise _RateLimitedError()
         if parts[:2] == ["v1", "public"]:
-            if not self._limiter.allow(f"ip:{ip}", self.rate_limit_per_ip, self.rate_limit_window, now):
-                raise _RateLimitedError()
             return self._public(method, parts[2:])
         key, spec = self._authenticate(method, path, raw, handler)
         if not self._limiter.allow(f"key:{key}", self.rate_limit_per_key, self.rate_limit_window, now):
@@ -701,9 +693,7 @@ class ExchangeDouble:
             if (cid is None) == (order_id is None):
                 raise DoubleError(400, ERR_BAD_REQUEST, "Specify exactly one of orderId or customerOrderId")
             book.pair(pair)
-            order = book.cancel(
-                pair, cid=str(cid) if cid else None, order_id=str(order_id) if order_id else None
-            )
+            order = book.cancel(pair, cid=str(cid) if cid else None, order_id=str(order_id) if order_id else None)
             return 200, {"id": str(cid) if cid else order.order_id}
         if route == ("DELETE", "v1", "orders"):
             return 200, [{"orderId": o.order_id} for o in book.cancel_all()]
@@ -734,8 +724,7 @@ class ExchangeDouble:
                 "url": self.url,
                 "exchangeStatus": book.exchange_status,
                 "prices": {
-                    s: {"bid": num(q.bid), "ask": num(q.ask), "last": num(q.last)}
-                    for s, q in book.quotes.items()
+                    s: {"bid": num(q.bid), "ask": num(q.ask), "last": num(q.last)} for s, q in book.quotes.items()
                 },
                 "balances": book.balance_rows(),
                 "openOrders": len(book.open_orders()),
