@@ -19,9 +19,7 @@ def _fail(what: str, exc: Exception) -> Exit:
     return Exit(f"{what} failed: {exc}", code=1)
 
 
-@task(
-    help={"hosts": "number of test hosts (default 1)", "group": "host group: sandbox (default) or molecule"}
-)
+@task(help={"hosts": "number of test hosts (default 1)", "group": "host group: sandbox (default) or molecule"})
 def up(c: Context, hosts: int = 1, group: str = "sandbox") -> None:
     """Boot N local systemd test hosts (systemd-nspawn) and write inventory/sandbox/hosts.yml."""
     try:
@@ -88,9 +86,7 @@ def provision(c: Context, inventory: str = "sandbox", limit: str | None = None, 
         argv = provision_mod.playbook_argv(inventory, limit=limit, check=check)
     except provision_mod.ProvisionError as exc:
         raise _fail("provision", exc) from None
-    result = c.run(
-        provision_mod.shell_join(argv), warn=True, pty=sys.stdout.isatty(), env=provision_mod.playbook_env()
-    )
+    result = c.run(provision_mod.shell_join(argv), warn=True, pty=sys.stdout.isatty(), env=provision_mod.playbook_env())
     if result is None or result.exited != 0:
         code = result.exited if result is not None else 1
         raise Exit(

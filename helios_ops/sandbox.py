@@ -576,9 +576,7 @@ class Sandbox:
             raise SandboxError("no sandbox host is running; run `invoke sandbox.up` first")
         chosen = states[0] if name is None else next((s for s in states if s.name == name), None)
         if chosen is None:
-            raise SandboxError(
-                f"no running sandbox host named {name!r} (running: {', '.join(s.name for s in states)})"
-            )
+            raise SandboxError(f"no running sandbox host named {name!r} (running: {', '.join(s.name for s in states)})")
         return ssh_command(self.key_file, chosen.ssh_port, tty=True)
 
 

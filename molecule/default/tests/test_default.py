@@ -86,7 +86,7 @@ def test_health_endpoint(host: Any) -> None:
     port = match.group(1)
     assert port == "8201"  # molecule host_vars: each host its own port on the shared loopback
     code = host.check_output(
-        "python3 -c \"import urllib.request,sys; "
+        'python3 -c "import urllib.request,sys; '
         f"r=urllib.request.urlopen('http://127.0.0.1:{port}/api/health', timeout=5); print(r.status)\""
     )
     assert code.strip() == "200"
