@@ -62,7 +62,8 @@ def _deliver(url: str, payload: dict[str, Any], timeout: float, telegram_api: st
     if parts.scheme in ("http", "https"):
         requests.post(url, json=payload, timeout=timeout).raise_for_status()
     elif parts.scheme == "telegram":
-        api = f"{telegram_api}/bot{parts.username}/sendMessage"
+        token = parts.username if parts.password is None else f"{parts.username}:{parts.password}"  # "123:ABC"
+        api = f"{telegram_api}/bot{token}/sendMessage"
         requests.post(api, json={"chat_id": parts.hostname, "text": text}, timeout=timeout).raise_for_status()
     elif parts.scheme == "mailto":
         query = parse_qs(parts.query)
