@@ -137,4 +137,4 @@ class Alerter:
         if self._thread is not None:
             self.flush()
             self._queue.put(None)
-            self._thread.join(timeout=2)
+            self._thread.join(timeout=15)
