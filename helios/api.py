@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from helios import __version__
+from helios.engine import ResumeRefused
 from helios.gates import GATE_NAMES
 from helios.models import TradingState
 
@@ -105,7 +106,10 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.post("/api/resume", dependencies=[Depends(require_token)])
     def resume(body: ResumeBody) -> dict[str, Any]:
-        return runtime.engine.resume(body.reason, body.actor)
+        try:
+            return runtime.engine.resume(body.reason, body.actor)
+        except ResumeRefused as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:

@@ -32,6 +32,7 @@ from helios import __version__
 from helios.config import ConfigError, Settings, load_env_file, load_settings
 from helios.journal import Journal, JournalError, journal_path, read_schema_info
 from helios.models import Mode, TradingState
+from helios.privileges import drop_to_state_owner
 from helios.statelock import AlreadyRunning, StateLock
 
 DEFAULT_ENV_FILE = Path("/etc/helios/helios.env")
@@ -76,18 +77,6 @@ def _api(settings: Settings, method: str, path: str, body: dict[str, Any] | None
     except ValueError:
         data = {"detail": response.text[:200]}
     return response.status_code, data
-
-
-def _drop_privileges_to_state_owner(state_dir: Path) -> None:
-    """Run as the owner of the state directory (root on the host -> user helios) so files keep their owner."""
-    if os.geteuid() != 0 or not state_dir.exists():
-        return
-    st = state_dir.stat()
-    if st.st_uid == 0:
-        return
-    os.setgroups([])
-    os.setgid(st.st_gid)
-    os.setuid(st.st_uid)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,7 +147,7 @@ def direct_emergency_stop(settings: Settings, reason: str, actor: str) -> dict[s
     from helios.killswitch import cancel_everything, record_cancellations
     from helios.orchestrator import build_exchange_client
 
-    _drop_privileges_to_state_owner(settings.helios_state_dir)
+    drop_to_state_owner(settings.helios_state_dir)
     journal = Journal.open(settings.helios_state_dir, settings.mode)
     try:
         now = datetime.now(UTC)
@@ -204,7 +193,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.direct:
         if StateLock.is_held(settings.helios_state_dir):
             raise CliError("resume --direct: the service is running; resume through its API instead", EXIT_RUNNING)
-        _drop_privileges_to_state_owner(settings.helios_state_dir)
+        drop_to_state_owner(settings.helios_state_dir)
         journal = Journal.open(settings.helios_state_dir, settings.mode)
         try:
             previous = journal.record_state(TradingState.ACTIVE, args.reason, args.actor, datetime.now(UTC))

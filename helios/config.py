@@ -84,8 +84,15 @@ class Settings(BaseSettings):
     helios_order_size_zar: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
     helios_emergency_stop_timeout_seconds: Decimal = Field(Decimal(5), gt=0, le=60, allow_inf_nan=False)
     helios_shutdown_timeout_seconds: Decimal = Field(Decimal(20), gt=0, le=120, allow_inf_nan=False)
-    helios_starting_capital_zar: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
     helios_balance_tolerance_zar: Decimal = Field(Decimal(5), ge=0, allow_inf_nan=False)
+    helios_balance_check_seconds: Decimal = Field(Decimal(60), ge=1, allow_inf_nan=False)
+    # go-live caps that `helios audit` enforces (the operator plan's numbers)
+    helios_golive_max_position_zar: Decimal = Field(Decimal(300), gt=0, allow_inf_nan=False)
+    helios_golive_max_risk_pct: Decimal = Field(Decimal(10), gt=0, le=100, allow_inf_nan=False)
+    helios_golive_max_daily_loss_zar: Decimal = Field(Decimal(500), gt=0, allow_inf_nan=False)
+    helios_golive_max_open_positions: int = Field(3, ge=1)
+    helios_golive_max_capital_zar: Decimal = Field(Decimal(1000), gt=0, allow_inf_nan=False)
+    helios_golive_max_clock_skew_ms: int = Field(1000, ge=1)
     helios_release: str = ""  # set by the deploy tooling (release id); informational
 
     @classmethod

@@ -52,6 +52,15 @@ from helios.models import (
     TradingState,
     utcnow,
 )
+from helios.reconcile import (
+    STARTING_BALANCES_KEY,
+    ReconcileResult,
+    compare_balances,
+    decode_balances,
+    encode_balances,
+    implied_balances,
+    unknown_open_orders,
+)
 from helios.strategy import Strategy, StrategyContext
 
 log = logging.getLogger("helios.engine")
@@ -63,6 +72,10 @@ DUST = Decimal("0.00000001")
 NEVER_ARRIVED_AFTER = timedelta(seconds=30)
 FILL_OVERLAP = timedelta(minutes=5)
 BALANCE_REFRESH = timedelta(seconds=10)
+
+
+class ResumeRefused(Exception):
+    """Resume is refused while reconciliation with the exchange fails."""
 
 
 def new_customer_order_id() -> str:
@@ -113,6 +126,10 @@ class Engine:
         self._realised_today = journal.realised_since(self._today_start)
         self.rejection_counts: dict[str, int] = journal.rejection_counts()
         self.unknown_fills = 0
+        self.reconciliation: ReconcileResult = ReconcileResult(ok=False, issues=["not reconciled yet"])
+        self.balance_check: ReconcileResult | None = None
+        self._balance_checked_at: datetime | None = None
+        self._balance_mismatches = 0
 
     # ---------------------------------------------------------------------------------------------------------
     # one tick
@@ -125,6 +142,7 @@ class Engine:
         self._sync_orders(now)
         self._refresh_balances(now)
         self._check_daily_loss(now)
+        self._periodic_balance_check(now)
         self._check_exits()
         self._run_strategy()
         self.journal.touch(now)  # raises if the journal is not writable: no heartbeat then
@@ -578,6 +596,73 @@ class Engine:
     # ---------------------------------------------------------------------------------------------------------
     # state machine
     # ---------------------------------------------------------------------------------------------------------
+    def reconcile_orders(self, now: datetime) -> ReconcileResult:
+        """Match the account's open orders and fills to the journal; resolve every order in an unknown state."""
+        try:
+            open_now = self.client.open_orders()
+        except ExchangeError as exc:
+            return ReconcileResult(ok=False, issues=[f"exchange unreachable: {type(exc).__name__}: {exc.message}"])
+        result = ReconcileResult(ok=True)
+        for order in unknown_open_orders(open_now, self.journal.order_ids()):
+            result.ok = False
+            result.unknown_orders.append({"pair": order.pair, "order_id": order.order_id,
+                                          "customer_order_id": order.customer_order_id, "side": order.side.value})
+        if result.unknown_orders:
+            result.issues.append(f"{len(result.unknown_orders)} open order(s) on the account that the journal "
+                                 "does not know: cancel or adopt them, then resume")
+        self._sync_orders(now)  # resolves SUBMITTING/UNKNOWN by customerOrderId and adopts fills made while down
+        unresolved = [o.customer_order_id for o in self.active.values() if o.status is OrderStatus.UNKNOWN]
+        if unresolved:
+            result.ok = False
+            result.issues.append(f"{len(unresolved)} order(s) with unknown outcome: {', '.join(unresolved[:5])}")
+        if self.unknown_fills:
+            result.ok = False
+            result.issues.append(f"{self.unknown_fills} fill(s) on the account that the journal does not know")
+        self.reconciliation = result
+        self.journal.record_event("reconciliation", result.to_json(), now)
+        return result
+
+    def check_balances(self, now: datetime) -> ReconcileResult:
+        """Compare the balances the journal implies with the exchange's. Two misses in a row halt trading."""
+        recorded = self.journal.get_meta(STARTING_BALANCES_KEY)
+        if recorded is None:
+            result = ReconcileResult(ok=False, issues=["no starting balances recorded (run helios audit)"])
+        else:
+            try:
+                actual = self.client.balances()
+            except ExchangeError as exc:
+                return ReconcileResult(ok=False, issues=[f"balances unavailable: {exc.message}"])
+            prices = {pair.removesuffix(QUOTE): t.bid for pair, t in self.tickers.items()}
+            result = compare_balances(implied_balances(decode_balances(recorded), self.journal.all_fills()),
+                                      actual, prices, self.settings.helios_balance_tolerance_zar)
+        self.balance_check = result
+        self._balance_checked_at = now
+        if result.ok:
+            self._balance_mismatches = 0
+            return result
+        self._balance_mismatches += 1
+        self.journal.record_event("balance_mismatch", {**result.to_json(), "streak": self._balance_mismatches}, now)
+        if self._balance_mismatches >= 2 and self.state is not TradingState.HALTED and recorded is not None:
+            # A fill between our two reads can explain one miss; two in a row is a real discrepancy.
+            self.alerter.send("critical", "Balance reconciliation failed: halting", result.to_json())
+            self.emergency_stop("balance reconciliation: " + "; ".join(result.issues), "engine")
+        return result
+
+    def _periodic_balance_check(self, now: datetime) -> None:
+        interval = timedelta(seconds=float(self.settings.helios_balance_check_seconds))
+        if self._balance_checked_at is None or now - self._balance_checked_at >= interval:
+            self.check_balances(now)
+
+    def record_starting_balances(self, now: datetime, *, overwrite: bool = False) -> dict[str, str]:
+        """Record the account's balances as the starting point of balance reconciliation (go-live)."""
+        existing = self.journal.get_meta(STARTING_BALANCES_KEY)
+        if existing is not None and not overwrite:
+            return {k: str(v) for k, v in decode_balances(existing).items()}
+        balances = self.client.balances()
+        self.journal.set_meta(STARTING_BALANCES_KEY, encode_balances(balances))
+        self.journal.record_event("starting_balances", {b.currency: str(b.total) for b in balances}, now)
+        return {b.currency: str(b.total) for b in balances}
+
     def set_state(self, state: TradingState, reason: str, actor: str) -> TradingState:
         with self._state_lock:
             previous = self.journal.record_state(state, reason, actor, self.clock())
@@ -596,12 +681,9 @@ class Engine:
         with self._send_lock:  # waits for an order being sent right now; every later send sees HALTED
             sweep = cancel_everything(self.client,
                                       timeout_s=float(self.settings.helios_emergency_stop_timeout_seconds))
-            now = self.clock()
-            record_cancellations(self.journal, self.client, now)
-            for record in list(self.active.values()):
-                refreshed = self.journal.get_order(record.customer_order_id)
-                if refreshed is not None and refreshed.status.is_terminal:
-                    self._forget(refreshed)
+        # The journal learns each order's final status (cancelled, or filled just before) on the engine's next
+        # tick, by customerOrderId: the stop itself answers as soon as the exchange confirmed zero open orders.
+        now = self.clock()
         report = {
             "trading_state": self.state.value,
             "mode": self.mode.value,
@@ -620,6 +702,9 @@ class Engine:
     def resume(self, reason: str, actor: str) -> dict[str, Any]:
         if not reason.strip():
             raise ValueError("a resume needs a reason")
+        result = self.reconcile_orders(self.clock())
+        if not result.ok:
+            raise ResumeRefused("reconciliation: " + "; ".join(result.issues))
         previous = self.set_state(TradingState.ACTIVE, reason, actor)
         self.journal.record_event("resume", {"previous": previous.value, "reason": reason, "actor": actor},
                                   self.clock())
@@ -627,8 +712,14 @@ class Engine:
 
     def start_up(self) -> None:
         """Boot in the durable state. A HALTED service sweeps the account again: nothing may be left working."""
-        self._refresh_balances(self.clock(), force=True)
-        self.journal.record_event("start", {"mode": self.mode.value, "state": self.state.value}, self.clock())
+        now = self.clock()
+        self._refresh_balances(now, force=True)
+        self.journal.record_event("start", {"mode": self.mode.value, "state": self.state.value}, now)
+        if self.mode is Mode.PAPER:
+            self.record_starting_balances(now)  # LIVE records them in the pre-live audit
+        result = self.reconcile_orders(now)
+        if not result.ok and self.state is TradingState.ACTIVE:
+            self.set_state(TradingState.REDUCING, "reconciliation: " + "; ".join(result.issues), "engine")
         if self.state is TradingState.HALTED:
             with self._send_lock:
                 sweep = cancel_everything(self.client,

@@ -558,6 +558,12 @@ class Journal:
                 )
         return True
 
+    def all_fills(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM fills ORDER BY traded_at, trade_id")]
+
+    def order_ids(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT customer_order_id FROM orders")}
+
     def positions(self) -> dict[str, Position]:
         return {r["pair"]: _position_from_row(r) for r in self._query("SELECT * FROM positions ORDER BY pair")}
 

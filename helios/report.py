@@ -10,6 +10,7 @@ from typing import Any
 from helios.config import Settings
 from helios.engine import JOHANNESBURG
 from helios.journal import Journal
+from helios.reconcile import STARTING_BALANCES_KEY, decode_balances
 
 MIN_WIN_RATE_PCT = Decimal(60)
 RED_FLAG_WIN_RATE_PCT = Decimal(40)
@@ -24,7 +25,8 @@ def success_report(journal: Journal, settings: Settings) -> dict[str, Any]:
     for t in trades:
         day = datetime.fromisoformat(t["closed_at"]).astimezone(JOHANNESBURG).date().isoformat()
         by_day[day] += Decimal(t["realised_pnl_zar"])
-    capital = settings.helios_starting_capital_zar or settings.helios_paper_starting_zar
+    recorded = journal.get_meta(STARTING_BALANCES_KEY)
+    capital = decode_balances(recorded).get("ZAR", Decimal(0)) if recorded else settings.helios_paper_starting_zar
     equity = capital
     peak = capital
     max_drawdown_pct = Decimal(0)

@@ -99,6 +99,8 @@ class Runtime:
             "heartbeat_age_seconds": None if age is None else round(age, 3),
             "journal_writable": self.journal_ok,
             "exchange_connected": engine.client.is_connected(),
+            "reconciliation": engine.reconciliation.to_json(),
+            "balance_check": None if engine.balance_check is None else engine.balance_check.to_json(),
             "reasons": reasons,
         }
         return not reasons, body

@@ -140,6 +140,7 @@ def test_emergency_stop_with_50_open_orders_confirms_zero_and_resume_lifts_it(ap
     assert report["open_positions"] == []
     assert api.runtime.client.open_orders() == []
     assert api.get("/api/health").json()["trading_state"] == "HALTED"
+    api.runtime.tick_once()  # the engine's next tick records each order's final status
     assert api.get("/api/orders?open=true").json()["orders"] == []
     events = api.runtime.journal.events("emergency_stop")
     assert events and events[0]["detail"]["actor"] == "pytest"

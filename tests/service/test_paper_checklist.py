@@ -179,6 +179,7 @@ def test_5_emergency_stop_cancels_everything_places_nothing_and_survives_restart
     assert report["open_orders_remaining"] == 0
     assert report["orders_cancelled"] == 5
     assert rig.exchange.open_orders() == []
+    rig.step()  # the journal learns each order's final status by customerOrderId on the next tick
     assert all(o.status is OrderStatus.CANCELLED for o in rig.journal.orders())
     assert rig.engine.active == {}
 
