@@ -86,14 +86,9 @@ def provision(c: Context, inventory: str = "sandbox", limit: str | None = None, 
         argv = provision_mod.playbook_argv(inventory, limit=limit, check=check)
     except provision_mod.ProvisionError as exc:
         raise _fail("provision", exc) from None
-    result = c.run(provision_mod.shell_join(argv), warn=True, pty=sys.stdout.isatty(), env=provision_mod.playbook_env())
-    if result is None or result.exited != 0:
-        code = result.exited if result is not None else 1
-        raise Exit(
-            f"provision failed: ansible-playbook exited {code} on inventory {inventory!r}; "
-            "hosts keep their previous config (the env file is validated before it is replaced)",
-            code=1,
-        )
+    result = provision_mod.run_playbook(argv)
+    if result.returncode != 0:
+        raise Exit(provision_mod.failure_line(inventory, result.returncode), code=1)
 
 
 sandbox = Collection("sandbox")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,29 @@ class ProvisionError(RuntimeError):
     """Provisioning cannot start; the message names what is wrong."""
 
 
+#: ansible-playbook exit codes -> what they mean for the operator.
+EXIT_MEANINGS: dict[int, str] = {
+    1: "ansible-playbook hit an error",
+    2: "a task failed on at least one host",
+    3: "at least one host was unreachable (check address, SSH port and key)",
+    4: "at least one host was unreachable (check address, SSH port and key)",
+    5: "bad command-line options",
+    99: "interrupted",
+    250: "unexpected ansible error",
+}
+
+
+def explain_exit(code: int) -> str:
+    return EXIT_MEANINGS.get(code, f"ansible-playbook exited {code}")
+
+
 def inventory_dir(name: str, root: Path = INVENTORY_ROOT) -> Path:
+    """``name`` under ``inventory/`` (operators), or an absolute directory path (tests)."""
+    if name.startswith("/"):
+        path = Path(name)
+        if not (path / "hosts.yml").is_file():
+            raise ProvisionError(f"inventory directory {path} has no hosts.yml")
+        return path
     if not name or "/" in name or name.startswith("."):
         raise ProvisionError(f"invalid inventory name {name!r} (use a directory name under inventory/)")
     path = root / name
@@ -54,6 +77,7 @@ def playbook_argv(
     *,
     limit: str | None = None,
     check: bool = False,
+    extra_vars: str | None = None,
     playbook: Path = PLAYBOOK,
     root: Path = INVENTORY_ROOT,
     environ: dict[str, str] | None = None,
@@ -75,11 +99,27 @@ def playbook_argv(
         argv += ["--limit", limit]
     if check:
         argv += ["--check", "--diff"]
+    if extra_vars:
+        argv += ["--extra-vars", extra_vars]
     return argv
 
 
 def playbook_env() -> dict[str, str]:
     return {"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible" / "ansible.cfg")}
+
+
+def run_playbook(argv: Sequence[str], *, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook with the repo's ansible.cfg."""
+    return subprocess.run(
+        list(argv), env={**os.environ, **playbook_env()}, capture_output=capture, text=True, check=False
+    )
+
+
+def failure_line(inventory: str, code: int) -> str:
+    return (
+        f"provision failed on inventory {inventory!r}: {explain_exit(code)} (exit {code}); "
+        "the env file is validated before it replaces the live one, so hosts keep their previous config"
+    )
 
 
 def shell_join(argv: Sequence[str]) -> str:

@@ -110,7 +110,8 @@ class GroupSpec:
 
 SANDBOX_GROUP = GroupSpec()
 MOLECULE_GROUP = GroupSpec(group="molecule", prefix="molecule", ssh_base=2320, api_base=8200)
-GROUPS: dict[str, GroupSpec] = {g.group: g for g in (SANDBOX_GROUP, MOLECULE_GROUP)}
+PYTEST_GROUP = GroupSpec(group="pytest", prefix="pytest", ssh_base=2420, api_base=8300)
+GROUPS: dict[str, GroupSpec] = {g.group: g for g in (SANDBOX_GROUP, MOLECULE_GROUP, PYTEST_GROUP)}
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,9 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def taken_ports(hosts: Sequence[HostSpec], probe: Callable[[int], bool] = port_in_use) -> list[str]:
+def taken_ports(hosts: Sequence[HostSpec], probe: Callable[[int], bool] | None = None) -> list[str]:
     """Describe every port of ``hosts`` that is already in use, e.g. ``"2221 (ssh of helios1)"``."""
+    probe = probe or port_in_use
     problems: list[str] = []
     for host in hosts:
         for kind, port in (("ssh", host.ssh_port), ("helios api", host.api_port)):
