@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import getpass
+import hashlib
 import json
 import re
 import shutil
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -51,6 +53,10 @@ class Artifact:
     wheelhouse: str
     python_version: str
     arch: str
+    wheel_path: str = ""
+    deps_hash: str = ""
+    dirty: bool = False
+    source_tree: str = ""
 
 
 # -- pure --------------------------------------------------------------------------------------------------
@@ -96,6 +102,9 @@ def manifest(art: Artifact, deployed_by: str) -> dict[str, object]:
         "built_at": art.built_at,
         "deployed_by": deployed_by,
         "python_version": art.python_version,
+        "wheelhouse": art.deps_hash,
+        "dirty": art.dirty,
+        "source_tree": art.source_tree or art.git_sha,
     }
 
 
@@ -178,6 +187,25 @@ def resolve_sha(ref: str, repo: Path = REPO_ROOT) -> str:
     return _run(["git", "-C", str(repo), "rev-parse", "--verify", f"{ref}^{{commit}}"]).strip()
 
 
+def deps_hash(requires: Sequence[str], python_version: str, arch: str) -> str:
+    """Key of a dependency wheelhouse: the wheel's Requires-Dist lines plus the target interpreter."""
+    material = "\n".join([python_version, arch, *sorted(line.strip() for line in requires)])
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def wheel_requires(wheel: Path) -> list[str]:
+    """``Requires-Dist`` lines of a wheel's METADATA (extras included, they are part of the key)."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(name).decode()
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+
+
+def dirty_paths(repo: Path) -> list[str]:
+    out = _run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=normal"])
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
 def build(
     ref: str = "HEAD",
     python_version: str = "3.11",
@@ -185,14 +213,31 @@ def build(
     out_root: Path = DEFAULT_OUT,
     repo: Path = REPO_ROOT,
     now: datetime | None = None,
+    allow_dirty: bool = False,
 ) -> Artifact:
-    """Wheel of ``ref`` (from ``git archive``, so uncommitted changes are never shipped) + wheelhouse.
+    """Wheel of ``ref`` (from ``git archive``) + an offline wheelhouse of its dependencies.
 
-    The wheelhouse is cached per (sha, python version, arch); the release id is fresh for every call.
+    When ``ref`` is the checked-out commit and the working tree has changes, refuse unless ``allow_dirty``:
+    then the tracked changes are shipped (``git stash create``) and the manifest records ``dirty: true``.
+    The helios wheel is cached per source tree; the dependency wheelhouse per (Requires-Dist, python, arch),
+    so a release with unchanged dependencies reuses it (and hosts that have it are not sent it again).
     """
     sha = resolve_sha(ref, repo)
+    head = resolve_sha("HEAD", repo)
+    tree = sha
+    dirty = False
+    if sha == head:
+        changed = dirty_paths(repo)
+        if changed:
+            if not allow_dirty:
+                shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+                raise ArtifactError(
+                    f"working tree of {repo} has uncommitted changes ({shown}); commit them or pass --allow-dirty"
+                )
+            dirty = True
+            tree = _run(["git", "-C", str(repo), "stash", "create"]).strip() or sha
     built = now or datetime.now(UTC)
-    target = artifact_dir(out_root, sha, python_version, arch)
+    target = artifact_dir(out_root, tree, python_version, arch)
     meta_file = target / "artifact.json"
     if meta_file.is_file():
         cached = json.loads(meta_file.read_text())
@@ -201,24 +246,36 @@ def build(
             src = Path(tmp) / "src"
             src.mkdir()
             archive = Path(tmp) / "src.tar"
-            _run(["git", "-C", str(repo), "archive", "--format=tar", "-o", str(archive), sha])
+            _run(["git", "-C", str(repo), "archive", "--format=tar", "-o", str(archive), tree])
             _run(["tar", "-C", str(src), "-xf", str(archive)])
             staging = Path(tmp) / "wheels"
             _run(wheel_command(sys.executable, src, staging))
             wheels = sorted(staging.glob("helios-*.whl"))
             if len(wheels) != 1:
                 raise ArtifactError(f"expected one helios wheel, found {len(wheels)}")
-            _run(download_command(sys.executable, wheels[0], staging, python_version, arch))
             cached = {
                 "version": version_from_source(src),
                 "schema_version": schema_version_from_source(src),
                 "wheel": wheels[0].name,
+                "requires": wheel_requires(wheels[0]),
             }
             if target.exists():
                 shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(staging, target / "wheels")
+            target.mkdir(parents=True)
+            shutil.copy2(wheels[0], target / wheels[0].name)
             meta_file.write_text(json.dumps(cached, indent=2) + "\n")
+    dhash = deps_hash(cached["requires"], python_version, arch)
+    deps_dir = out_root / f"deps-{dhash}"
+    if not (deps_dir / ".complete").is_file():
+        with tempfile.TemporaryDirectory(prefix="helios-deps-", dir=out_root) as tmp:
+            staging = Path(tmp) / "wheels"
+            _run(download_command(sys.executable, target / cached["wheel"], staging, python_version, arch))
+            for own in staging.glob("helios-*.whl"):
+                own.unlink()
+            (staging / ".complete").write_text(dhash + "\n")
+            if deps_dir.exists():
+                shutil.rmtree(deps_dir)
+            staging.rename(deps_dir)
     return Artifact(
         release_id=release_id(built, sha),
         version=str(cached["version"]),
@@ -226,9 +283,13 @@ def build(
         schema_version=int(cached["schema_version"]),
         built_at=f"{built.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
         wheel=str(cached["wheel"]),
-        wheelhouse=str(target / "wheels"),
+        wheelhouse=str(deps_dir),
         python_version=python_version,
         arch=arch,
+        wheel_path=str(target / cached["wheel"]),
+        deps_hash=dhash,
+        dirty=dirty,
+        source_tree=tree,
     )
 
 
@@ -242,9 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--python-version", default="3.11")
     b.add_argument("--arch", default="x86_64")
     b.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    b.add_argument("--repo", type=Path, default=REPO_ROOT, help="git checkout to build from")
+    b.add_argument("--allow-dirty", action="store_true", help="ship uncommitted changes (recorded as dirty)")
     args = parser.parse_args(argv)
     try:
-        art = build(args.ref, args.python_version, args.arch, args.out)
+        art = build(args.ref, args.python_version, args.arch, args.out, repo=args.repo, allow_dirty=args.allow_dirty)
     except ArtifactError as exc:
         print(f"artifact build failed: {exc}", file=sys.stderr)
         return 1
