@@ -500,7 +500,8 @@ class Engine:
             reference = Decimal(0)
         proposed = gates.ProposedOrder(pair=pair, side=side, purpose=purpose, quantity=quantity,
                                        price=reference, stop_loss=stop_loss)
-        rejection = gates.evaluate(proposed, self.gate_context(pair, now))
+        context = self.gate_context(pair, now)
+        rejection = gates.evaluate(proposed, context)
         record = OrderRecord(
             customer_order_id=new_customer_order_id(), exchange_order_id=None, pair=pair, side=side,
             order_type=order_type, purpose=purpose, quantity=quantity, price=price, reference_price=reference,
@@ -519,7 +520,7 @@ class Engine:
             if durable_state is not self.state:
                 with self._state_lock:
                     self.state = durable_state
-            late = gates.trading_state(proposed, replace(self.gate_context(pair, now), trading_state=durable_state))
+            late = gates.trading_state(proposed, replace(context, trading_state=durable_state))
             if late is not None:
                 self.journal.update_order(record.customer_order_id, status=OrderStatus.REJECTED, now=now,
                                           error=f"{late.gate}: {late.detail}")
