@@ -110,8 +110,10 @@ class GroupSpec:
 
 SANDBOX_GROUP = GroupSpec()
 MOLECULE_GROUP = GroupSpec(group="molecule", prefix="molecule", ssh_base=2320, api_base=8200)
-PYTEST_GROUP = GroupSpec(group="pytest", prefix="pytest", ssh_base=2420, api_base=8300)
-GROUPS: dict[str, GroupSpec] = {g.group: g for g in (SANDBOX_GROUP, MOLECULE_GROUP, PYTEST_GROUP)}
+DEPLOYTEST_GROUP = GroupSpec(group="deploytest", prefix="deploy", ssh_base=2420, api_base=8300)
+PYTEST_GROUP = GroupSpec(group="pytest", prefix="pytest", ssh_base=2520, api_base=8400)
+#: Every group and its port range, so concurrent test suites never collide on the shared loopback.
+GROUPS: dict[str, GroupSpec] = {g.group: g for g in (SANDBOX_GROUP, MOLECULE_GROUP, DEPLOYTEST_GROUP, PYTEST_GROUP)}
 
 
 @dataclass(frozen=True)
@@ -650,11 +652,13 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def group_sandbox(group: str = "sandbox") -> Sandbox:
-    """The executor for a named group (``sandbox`` writes inventory/sandbox/hosts.yml; others only state)."""
+    """The executor for a named group. Its inventory goes to ``inventory/<group>/hosts.yml`` when that
+    directory exists (sandbox, deploytest); otherwise only to ``.sandbox/<group>/hosts.yml``."""
     spec = GROUPS.get(group)
     if spec is None:
         raise SandboxError(f"unknown sandbox group {group!r} (known: {', '.join(sorted(GROUPS))})")
-    inventory = REPO_ROOT / "inventory" / "sandbox" / "hosts.yml" if group == "sandbox" else None
+    inventory_dir = REPO_ROOT / "inventory" / group
+    inventory = inventory_dir / "hosts.yml" if inventory_dir.is_dir() else None
     return Sandbox(spec=spec, state_dir=REPO_ROOT / ".sandbox" / group, inventory_file=inventory)
 
 

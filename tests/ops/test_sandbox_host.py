@@ -1,4 +1,4 @@
-"""End to end on a real systemd-nspawn host (group "pytest": ssh 2421, api 8301): bring-up, provision,
+"""End to end on a real systemd-nspawn host (group "pytest": ssh 2521, api 8401): bring-up, provision,
 hardened service health, and bad input (wrong SSH port, rejected env value, missing vault password).
 
 Needs root, debootstrap and systemd-nspawn: ``pytest -m sandbox tests/ops``.
