@@ -13,6 +13,7 @@ from invoke.tasks import task
 
 from helios_ops import provision as provision_mod
 from helios_ops import sandbox as sandbox_mod
+from helios_ops import tasks_deploy
 
 
 def _fail(what: str, exc: Exception) -> Exit:
@@ -100,3 +101,4 @@ sandbox.add_task(ssh)
 ns = Collection()
 ns.add_collection(sandbox)
 ns.add_task(provision)
+tasks_deploy.register(ns)  # deploy, rollback, releases, to-paper/to-live, emergency-stop, backups, lock.*

@@ -1,0 +1,417 @@
+"""Invoke tasks for releases, modes, backups, locks and the emergency stop (added to the collection in tasks.py).
+
+State changes run the Ansible playbooks under ansible/ (their twins for direct ``ansible-playbook`` use); Fabric is
+used only for single fast calls (emergency stop, resume, status, logs, listings, lock status/break). Every task
+takes ``--inventory NAME`` (default ``sandbox``; production must be named). A failure exits non-zero with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from helios_ops import artifact as artifact_mod
+from helios_ops import commands as cmd
+from helios_ops import deploy as ex
+
+INV_HELP = "inventory name under inventory/ (default sandbox; production must be named explicitly)"
+
+
+def _hosts(inventory: str, limit: str | None = None) -> list[cmd.Host]:
+    try:
+        hosts = ex.inventory_hosts(inventory)
+    except cmd.OpsError as exc:
+        raise Exit(f"inventory {inventory!r}: {exc}", code=1) from None
+    if limit:
+        wanted = set(limit.split(","))
+        hosts = [h for h in hosts if h.name in wanted]
+        if not hosts:
+            raise Exit(f"--limit {limit!r} matches no host of inventory {inventory!r}", code=1)
+    return hosts
+
+
+def _playbook(what: str, playbook: str, inventory: str, extra: dict[str, Any], limit: str | None) -> ex.PlaybookResult:
+    try:
+        result = ex.run_playbook(playbook, inventory, extra, limit)
+    except cmd.OpsError as exc:
+        raise Exit(f"{what} failed: {exc}", code=1) from None
+    if not result.ok:
+        raise Exit(result.failure_line(what), code=1)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+@task(
+    help={
+        "inventory": INV_HELP,
+        "ref": "git ref to deploy (default HEAD)",
+        "check": "print the plan and change nothing",
+        "allow_dirty": "deploy uncommitted changes of the checkout (recorded as dirty in release.json)",
+        "source": "git checkout to build from (default: this one)",
+        "reason": "why (lock owner and audit log)",
+        "limit": "only these hosts (comma-separated)",
+        "soak": "seconds the new release must stay healthy (default 3)",
+    }
+)
+def deploy(
+    c: Context,
+    inventory: str = "sandbox",
+    ref: str = "HEAD",
+    check: bool = False,
+    allow_dirty: bool = False,
+    source: str | None = None,
+    reason: str = "",
+    limit: str | None = None,
+    soak: float | None = None,
+) -> None:
+    """Build a release and deploy it host by host: lock, backup, upload, venv, check, switch, health gate."""
+    hosts = _hosts(inventory, limit)
+    repo = Path(source).resolve() if source else cmd.REPO_ROOT
+    if check:
+        try:
+            sha = artifact_mod.resolve_sha(ref, repo)
+            dirty = artifact_mod.dirty_paths(repo) if sha == artifact_mod.resolve_sha("HEAD", repo) else []
+        except artifact_mod.ArtifactError as exc:
+            raise Exit(f"deploy --check failed: {exc}", code=1) from None
+        if dirty and not allow_dirty:
+            raise Exit(
+                f"deploy refused: the working tree has uncommitted changes ({', '.join(dirty[:5])}); "
+                "commit them or pass --allow-dirty",
+                code=1,
+            )
+        print(cmd.deploy_plan(hosts, f"<build time>-{sha[:7]}" + (" (dirty)" if dirty else ""), ref, inventory))
+        return
+    extra = cmd.deploy_vars(None, reason or f"deploy {ref}", ex.new_run_id(), soak=soak)
+    extra.update(
+        helios_release_ref_override=ref, helios_release_source=str(repo), helios_release_allow_dirty=allow_dirty
+    )
+    _playbook("deploy", "deploy.yml", inventory, extra, limit)
+
+
+@task(
+    help={
+        "inventory": INV_HELP,
+        "to": "release id to roll back to (default: the previous good release)",
+        "restore_backup": "also restore this backup (YYYYmmddTHHMMSSZ) -- needed when the older release cannot "
+        "read the current journal schema",
+        "limit": "only these hosts (comma-separated)",
+        "reason": "why (audit log)",
+    }
+)
+def rollback(
+    c: Context,
+    inventory: str = "sandbox",
+    to: str | None = None,
+    restore_backup: str | None = None,
+    limit: str | None = None,
+    reason: str = "",
+) -> None:
+    """Roll back to the previous good release (bad ones skipped) or a named one; health-gated and audited."""
+    _hosts(inventory, limit)
+    extra = {
+        "helios_rollback_to": to,
+        "helios_restore_backup": restore_backup,
+        "helios_run_id": ex.new_run_id(),
+        "helios_reason": reason or "rollback",
+    }
+    _playbook("rollback", "rollback.yml", inventory, extra, limit)
+
+
+@task(help={"inventory": INV_HELP, "json_": "print JSON"})
+def releases(c: Context, inventory: str = "sandbox", json_: bool = False) -> None:
+    """List releases per host with current / last-good / BAD marks, sha, deployed at/by."""
+    hosts = _hosts(inventory)
+    results = ex.ssh_all(hosts, lambda h: cmd.releases_command(sudo=h.become))
+    failed = False
+    for res in results:
+        data = res.json()
+        if json_:
+            print(json.dumps({res.host: data}, indent=2))
+        elif res.rc == 0:
+            print(cmd.render_releases(res.host, data))
+        else:
+            failed = True
+            print(f"{res.host}: cannot list releases: {ex.first_error(res)}")
+    if failed:
+        raise Exit("releases: some hosts did not answer", code=1)
+
+
+@task(name="to-paper", help={"inventory": INV_HELP, "limit": "only these hosts (comma-separated)"})
+def to_paper(c: Context, inventory: str = "sandbox", limit: str | None = None) -> None:
+    """Back to PAPER: emergency stop first if LIVE, change only the two mode keys, restart, verify, list positions."""
+    _hosts(inventory, limit)
+    extra = {"helios_mode": "PAPER", "helios_run_id": ex.new_run_id(), "helios_reason": "to-paper"}
+    _playbook("to-paper", "mode.yml", inventory, extra, limit)
+
+
+@task(
+    name="to-live",
+    help={
+        "inventory": INV_HELP,
+        "host": "the host to switch (required when the inventory has several)",
+        "confirm": "the host name, for automation (otherwise you are asked to type it)",
+    },
+)
+def to_live(c: Context, inventory: str = "sandbox", host: str | None = None, confirm: str | None = None) -> None:
+    """Go LIVE on one host: helios audit on the candidate env, masked diff, typed confirmation, verify LIVE."""
+    hosts = _hosts(inventory, host)
+    if len(hosts) != 1:
+        raise Exit(
+            f"to-live switches one host at a time: pass --host (one of {', '.join(h.name for h in hosts)})", code=1
+        )
+    target = hosts[0].name
+    run_id = ex.new_run_id()
+    if confirm is None:
+        _playbook(
+            "to-live preflight",
+            "mode.yml",
+            inventory,
+            {
+                "helios_mode": "LIVE",
+                "helios_mode_preflight": True,
+                "helios_run_id": run_id,
+                "helios_reason": "to-live preflight",
+            },
+            target,
+        )
+        if not sys.stdin.isatty():
+            raise Exit("to-live refused: no terminal to confirm on; pass --confirm HOSTNAME", code=1)
+        confirm = input(f"Type the host name ({target}) to switch it to LIVE trading: ").strip()
+    if confirm != target:
+        raise Exit(
+            f"to-live refused: confirmation {confirm!r} does not match host {target!r}; nothing was changed", code=1
+        )
+    extra = {"helios_mode": "LIVE", "helios_confirm": confirm, "helios_run_id": run_id, "helios_reason": "to-live"}
+    _playbook("to-live", "mode.yml", inventory, extra, target)
+
+
+@task(name="emergency-stop", help={"inventory": INV_HELP, "reason": "why (journal and audit log)"})
+def emergency_stop(c: Context, inventory: str = "sandbox", reason: str = "emergency stop (invoke)") -> None:
+    """HALT every host at once: local API, else --direct to the exchange + stop the unit. Never waits for locks."""
+    started = time.monotonic()
+    hosts = _hosts(inventory)
+    who = cmd.actor()
+    results = ex.ssh_all(hosts, lambda h: cmd.estop_command(reason, who, sudo=h.become), timeout=90)
+    elapsed = time.monotonic() - started
+    bad = []
+    for res in results:
+        data = res.json()
+        if res.rc != 255 and data:
+            print(cmd.render_estop(res.host, data))
+        else:
+            print(f"{res.host}: EMERGENCY STOP FAILED: {ex.first_error(res)}")
+        if not data.get("zero_open_orders_confirmed"):
+            bad.append(res.host)
+    print(f"emergency stop done in {elapsed:.2f}s on {len(hosts)} host(s)")
+    if bad:
+        raise Exit(
+            f"emergency stop NOT confirmed on {', '.join(bad)}: open orders may remain; check the exchange directly",
+            code=1,
+        )
+
+
+@task(help={"inventory": INV_HELP, "reason": "why (required; journal and audit log)"})
+def resume(c: Context, reason: str, inventory: str = "sandbox") -> None:
+    """Lift HALTED/REDUCING back to ACTIVE on every host (authenticated, audited)."""
+    hosts = _hosts(inventory)
+    who = cmd.actor()
+    try:
+        results = ex.ssh_all(hosts, lambda h: cmd.resume_command(reason, who, sudo=h.become))
+    except cmd.OpsError as exc:
+        raise Exit(f"resume refused: {exc}", code=1) from None
+    bad = []
+    for res in results:
+        data = res.json()
+        if res.rc == 0:
+            print(f"{res.host}: {data.get('previous')} -> {data.get('trading_state')} (via {data.get('path')})")
+        else:
+            bad.append(res.host)
+            print(f"{res.host}: resume FAILED: {ex.first_error(res)}")
+    if bad:
+        raise Exit(f"resume failed on {', '.join(bad)}", code=1)
+
+
+@task(help={"inventory": INV_HELP, "json_": "print JSON"})
+def status(c: Context, inventory: str = "sandbox", json_: bool = False) -> None:
+    """Per host: release, mode, trading state, health, P&L today, positions, orders, lock, last deploy, URL."""
+    hosts = _hosts(inventory)
+    by_name = {h.name: h for h in hosts}
+    results = ex.ssh_all(hosts, lambda h: cmd.status_command(sudo=h.become), timeout=30)
+    unreachable = []
+    for res in results:
+        data = res.json()
+        if json_:
+            print(json.dumps({res.host: data}, indent=2, default=str))
+        elif data:
+            print(cmd.render_status(by_name[res.host], data))
+        else:
+            unreachable.append(res.host)
+            print(f"{res.host}: no status: {ex.first_error(res)}")
+    if not json_ and hosts and cmd.service_url(hosts[0]) is None:
+        print(
+            "\nThe API and dashboard listen on the server's loopback only. Reach them through an SSH tunnel:\n  "
+            + cmd.tunnel_hint(hosts[0])
+        )
+    if unreachable:
+        raise Exit(f"status: no answer from {', '.join(unreachable)}", code=1)
+
+
+@task(help={"inventory": INV_HELP, "follow": "keep following", "lines": "lines to show", "host": "one host"})
+def logs(
+    c: Context, inventory: str = "sandbox", follow: bool = False, lines: int = 100, host: str | None = None
+) -> None:
+    """The service's journald log (journalctl -u helios) of one host."""
+    hosts = _hosts(inventory, host)
+    if follow and len(hosts) > 1:
+        raise Exit("logs --follow: pick one host with --host", code=1)
+    for h in hosts:
+        if len(hosts) > 1:
+            print(f"== {h.name}")
+        res = ex.ssh_run(
+            h, cmd.logs_command(lines, follow, sudo=h.become), timeout=0 if follow else 60, pty=follow, stream=True
+        )
+        if res.rc not in (0, 130) and not follow:
+            raise Exit(f"logs: {h.name}: {ex.first_error(res)}", code=1)
+
+
+@task(help={"inventory": INV_HELP, "keep": "backups to keep (retention)", "limit": "only these hosts"})
+def backup(c: Context, inventory: str = "sandbox", keep: int = 30, limit: str | None = None) -> None:
+    """Verified backup: journals (SQLite online backup), env file, release id, checksums, row counts."""
+    _hosts(inventory, limit)
+    _playbook("backup", "backup.yml", inventory, {"helios_release_backup_keep": keep}, limit)
+
+
+@task(help={"inventory": INV_HELP, "json_": "print JSON"})
+def backups(c: Context, inventory: str = "sandbox", json_: bool = False) -> None:
+    """List backups per host."""
+    for res in ex.ssh_all(_hosts(inventory), lambda h: cmd.backups_command(sudo=h.become)):
+        data = res.json()
+        if json_:
+            print(json.dumps({res.host: data}, indent=2))
+            continue
+        print(f"{res.host}:")
+        for b in data.get("backups", []):
+            print(
+                f"  {b['backup']}  release {b.get('release')}  {b.get('bytes', 0) / 1024:.0f} KiB  "
+                f"{', '.join(b.get('files', []))}"
+            )
+        if res.rc != 0:
+            print(f"  cannot list: {ex.first_error(res)}")
+
+
+@task(help={"inventory": INV_HELP, "backup": "backup timestamp (see invoke backups)", "limit": "only these hosts"})
+def restore(c: Context, backup: str, inventory: str = "sandbox", limit: str | None = None) -> None:
+    """Stop helios, restore journal and env from a backup (verified), restart, health gate. Audited."""
+    _hosts(inventory, limit)
+    extra = {"helios_restore_backup": backup, "helios_run_id": ex.new_run_id(), "helios_reason": f"restore {backup}"}
+    _playbook("restore", "restore.yml", inventory, extra, limit)
+
+
+@task(name="audit", help={"inventory": INV_HELP})
+def audit_(c: Context, inventory: str = "sandbox") -> None:
+    """Run the pre-live audit (helios audit) on every host with its env file."""
+    bad = []
+    for res in ex.ssh_all(_hosts(inventory), lambda h: cmd.audit_command(sudo=h.become)):
+        print(f"== {res.host}\n{res.stdout.rstrip()}{res.stderr.rstrip()}")
+        if res.rc != 0:
+            bad.append(res.host)
+    if bad:
+        raise Exit(f"audit failed on {', '.join(bad)}", code=1)
+
+
+@task(name="status", help={"inventory": INV_HELP})
+def lock_status(c: Context, inventory: str = "sandbox") -> None:
+    """Show the deploy lock of every host (owner, age, stale or not)."""
+    for res in ex.ssh_all(_hosts(inventory), lambda h: cmd.lock_status_command(sudo=h.become)):
+        data = res.json()
+        if res.rc != 0:
+            print(f"{res.host}: cannot read the lock: {ex.first_error(res)}")
+        elif data.get("held"):
+            print(f"{res.host}: {data.get('message')}")
+        else:
+            print(f"{res.host}: free")
+
+
+@task(
+    name="release",
+    help={"inventory": INV_HELP, "force": "required: break the lock", "reason": "why", "limit": "only these hosts"},
+)
+def lock_release(
+    c: Context, inventory: str = "sandbox", force: bool = False, reason: str = "", limit: str | None = None
+) -> None:
+    """Break a deploy lock left by a crashed run (needs --force; audited as lock_break)."""
+    if not force:
+        raise Exit("lock.release needs --force (check `invoke lock.status` first: is that run really dead?)", code=1)
+    who = cmd.actor()
+    for res in ex.ssh_all(
+        _hosts(inventory, limit), lambda h: cmd.lock_break_command(who, reason or "lock.release --force", sudo=h.become)
+    ):
+        data = res.json()
+        if res.rc != 0:
+            raise Exit(f"lock.release failed on {res.host}: {ex.first_error(res)}", code=1)
+        owner = data.get("previous_owner") or {}
+        print(
+            f"{res.host}: "
+            + (
+                f"broke the lock of {owner.get('who')} ({owner.get('what')}, since {owner.get('at')})"
+                if data.get("released")
+                else "no lock was held"
+            )
+        )
+
+
+@task(help={"allow_dirty": "deploy uncommitted changes too (recorded)"})
+def demo(c: Context, allow_dirty: bool = False) -> None:
+    """One sandbox host: sandbox.up -> provision -> deploy (PAPER, simulated prices) -> status and the URL."""
+    from helios_ops import provision as provision_mod
+    from helios_ops import sandbox as sandbox_mod
+
+    print("== sandbox.up (1 host)")
+    try:
+        sandbox_mod.group_sandbox("sandbox").up(1)
+    except sandbox_mod.SandboxError as exc:
+        raise Exit(f"demo failed at sandbox.up: {exc}", code=1) from None
+    print("== provision")
+    argv = provision_mod.playbook_argv("sandbox")
+    result = c.run(provision_mod.shell_join(argv), warn=True, env=provision_mod.playbook_env())
+    if result is None or result.exited != 0:
+        raise Exit(
+            "demo failed at provision: see the output above; the sandbox host is still up (invoke sandbox.down)", code=1
+        )
+    print("== deploy")
+    deploy(c, inventory="sandbox", allow_dirty=allow_dirty, reason="demo")
+    print("== status")
+    status(c, inventory="sandbox")
+
+
+def register(ns: Collection) -> None:
+    """Add the deploy tasks and the ``lock`` namespace to the root collection."""
+    for t in (
+        deploy,
+        rollback,
+        releases,
+        to_paper,
+        to_live,
+        emergency_stop,
+        resume,
+        status,
+        logs,
+        backup,
+        backups,
+        restore,
+        audit_,
+        demo,
+    ):
+        ns.add_task(t)
+    lock = Collection("lock")
+    lock.add_task(lock_status)
+    lock.add_task(lock_release)
+    ns.add_collection(lock)
