@@ -45,13 +45,21 @@ class CliError(Exception):
         self.code = code
 
 
+def _readable(path: Path) -> bool:
+    """True when ``path`` exists and this user may read it (``/etc/helios`` is 0700: not for other users)."""
+    try:
+        return path.is_file() and os.access(path, os.R_OK)
+    except OSError:
+        return False
+
+
 def _settings(args: argparse.Namespace, *, operator: bool = True) -> Settings:
     env_file: Path | None = getattr(args, "env_file", None)
     if env_file is None and operator:
         candidate = os.environ.get("HELIOS_ENV_FILE")
         if candidate:
             env_file = Path(candidate)
-        elif DEFAULT_ENV_FILE.exists() and os.access(DEFAULT_ENV_FILE, os.R_OK):
+        elif _readable(DEFAULT_ENV_FILE):
             env_file = DEFAULT_ENV_FILE
     environ = {k: v for k, v in os.environ.items() if k != "HELIOS_ENV_FILE"}
     if env_file is not None:
