@@ -118,6 +118,7 @@ class Engine:
         self.started_at = clock()
         self._send_lock = threading.Lock()
         self._state_lock = threading.RLock()
+        self._sync_lock = threading.RLock()  # the engine tick and an API resume may both reconcile
         self._fill_cursor: datetime | None = journal.last_fill_time()
         self._sent_times: deque[datetime] = deque()
         self._cash_zar: Decimal | None = None
@@ -197,6 +198,10 @@ class Engine:
     # order and fill synchronisation
     # ---------------------------------------------------------------------------------------------------------
     def _sync_orders(self, now: datetime) -> None:
+        with self._sync_lock:
+            self._sync_orders_locked(now)
+
+    def _sync_orders_locked(self, now: datetime) -> None:
         try:
             since = None if self._fill_cursor is None else self._fill_cursor - FILL_OVERLAP
             fills = self.client.fills(since)
@@ -282,7 +287,8 @@ class Engine:
             fee_zar = fill.fee * fill.price
             if fill.fee_currency == base and fill.side is Side.BUY:
                 quantity -= fill.fee  # VALR takes a BUY's fee from the bought coins
-        position = self.positions.get(fill.pair)
+        existing = self.positions.get(fill.pair)
+        position = None if existing is None else replace(existing)  # changed in memory only once journaled
         realised = Decimal(0)
         closed: dict[str, Any] | None = None
         if fill.side is Side.BUY:
