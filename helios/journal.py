@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +33,7 @@ from helios.models import (
     Side,
     TradingState,
 )
+from helios.sqlite import connect, transaction
 
 SCHEMA_VERSION = 1
 
@@ -267,16 +267,10 @@ class Journal:
         path = journal_path(state_dir, mode)
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process crash (kill -9); FULL would also survive power loss at the
-            # cost of an fsync per commit on the order path. Intents are re-resolved at start-up either way.
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect(path)
             conn.execute("PRAGMA foreign_keys=ON")
             # Checkpoints run from the engine's heartbeat (``touch``), never inside an order's journal write.
             conn.execute("PRAGMA wal_autocheckpoint=0")
-            conn.execute("PRAGMA busy_timeout=10000")
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"journal {path}: cannot open ({exc})") from None
         journal = cls(conn, path, mode)
@@ -321,20 +315,8 @@ class Journal:
                         )
                 min_reader = max(reader, min_reader)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
-            finally:
-                cur.close()
+    def _tx(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return transaction(self._conn, self._lock)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -451,7 +433,7 @@ class Journal:
                     error, customer_order_id, *terminal,
                 ),
             )
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     def update_from_exchange(self, eo: ExchangeOrder, now: datetime) -> bool:
         assert eo.customer_order_id is not None

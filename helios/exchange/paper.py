@@ -17,8 +17,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -40,6 +39,7 @@ from helios.models import (
     Ticker,
     utcnow,
 )
+from helios.sqlite import connect, transaction
 
 QUOTE = "ZAR"
 QTY_PLACES = Decimal("0.00000001")
@@ -87,31 +87,15 @@ class PaperExchange:
         self._lock = threading.RLock()
         self._prices: dict[str, Ticker] = {}
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn = connect(path)
         with self._tx() as cur:
             for statement in SCHEMA:
                 cur.execute(statement)
             if cur.execute("SELECT COUNT(*) FROM balances").fetchone()[0] == 0:
                 cur.execute("INSERT INTO balances(currency, total) VALUES (?, ?)", (QUOTE, str(starting_zar)))
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    cur.execute("ROLLBACK")
-                raise
-            finally:
-                cur.close()
+    def _tx(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return transaction(self._conn, self._lock)
 
     def _now(self) -> str:
         return self._clock().astimezone(UTC).isoformat(timespec="microseconds")
