@@ -59,6 +59,7 @@ def _playbook(what: str, playbook: str, inventory: str, extra: dict[str, Any], l
         "reason": "why (lock owner and audit log)",
         "limit": "only these hosts (comma-separated)",
         "soak": "seconds the new release must stay healthy (default 3)",
+        "health_timeout": "seconds the new release gets to become healthy (default 60)",
     }
 )
 def deploy(
@@ -71,6 +72,7 @@ def deploy(
     reason: str = "",
     limit: str | None = None,
     soak: float | None = None,
+    health_timeout: float | None = None,
 ) -> None:
     """Build a release and deploy it host by host: lock, backup, upload, venv, check, switch, health gate."""
     hosts = _hosts(inventory, limit)
@@ -89,7 +91,7 @@ def deploy(
             )
         print(cmd.deploy_plan(hosts, f"<build time>-{sha[:7]}" + (" (dirty)" if dirty else ""), ref, inventory))
         return
-    extra = cmd.deploy_vars(None, reason or f"deploy {ref}", ex.new_run_id(), soak=soak)
+    extra = cmd.deploy_vars(None, reason or f"deploy {ref}", ex.new_run_id(), soak=soak, health_timeout=health_timeout)
     extra.update(
         helios_release_ref_override=ref, helios_release_source=str(repo), helios_release_allow_dirty=allow_dirty
     )

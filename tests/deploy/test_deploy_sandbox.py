@@ -1,0 +1,331 @@
+"""Deploys, rollbacks, locks, backups, mode switches and the emergency stop on a real systemd host over real SSH.
+
+The scenarios share one host and run in file order; each leaves the host healthy. Needs root (systemd-nspawn).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import BROKEN, SECRETS, Host, double_admin, scratch_source
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("sources")
+    return {name: scratch_source(tmp, name) for name in ("v1", "v2")}
+
+
+def _last(lines: list[dict[str, Any]], event: str) -> dict[str, Any]:
+    return next(line for line in reversed(lines) if line["event"] == event)
+
+
+def test_deploy_v1_then_v2(host: Host, sources: dict[str, Path]) -> None:
+    first = host.current()
+    r1 = host.invoke("deploy", "--source", str(sources["v1"]), "--reason", "v1")
+    assert r1.rc == 0, r1.out[-3000:]
+    v1 = host.current()
+    assert v1 != first
+    for step in (
+        "Take the deploy lock",
+        "Back up the journal",
+        "Upload the helios wheel",
+        "Install helios into the release virtualenv",
+        "Check the new release against the host",
+        "step stop old service",
+        "step switch current",
+        "step start new release",
+        "step health gate",
+        "Prune old releases",
+        "Write the audit line",
+        "Release the deploy lock",
+    ):
+        assert step in r1.out, step
+    # unchanged dependencies: the wheelhouse is not uploaded again
+    assert "Upload the wheelhouse to a partial directory" not in r1.out
+    host.journal_counts()
+    r2 = host.invoke("deploy", "--source", str(sources["v2"]), "--reason", "v2")
+    assert r2.rc == 0, r2.out[-3000:]
+    v2 = host.current()
+    sha = subprocess.run(
+        ["git", "-C", str(sources["v2"]), "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert v2 != v1 and v2.endswith(sha)
+    releases = host.helper("releases")
+    ids = [r["release"] for r in releases["releases"]]
+    assert v1 in ids and v2 in ids
+    assert releases["last_good"] == v2
+    health = host.wait_healthy()
+    assert health["release"] == v2 and health["mode"] == "PAPER"
+    deploys = [x for x in host.audit_lines() if x["event"] == "deploy" and x["result"] == "ok"]
+    assert [d["release"] for d in deploys[-2:]] == [v1, v2]
+    assert deploys[-1]["previous"] == v1 and deploys[-1]["backup"]
+    host.journal_counts()
+    host.assert_journal_never_lost_rows()
+
+
+def test_deploy_check_changes_nothing(host: Host) -> None:
+    before = host.current()
+    r = host.invoke("deploy", "--check", "--allow-dirty")
+    assert r.rc == 0, r.out
+    assert "deploy plan" in r.out and "switch /opt/helios/current atomically" in r.out
+    assert host.current() == before
+
+
+def test_dirty_tree_refused(host: Host, tmp_path: Path) -> None:
+    src = scratch_source(tmp_path, "dirty")
+    (src / "helios" / "__init__.py").write_text((src / "helios" / "__init__.py").read_text() + "# wip\n")
+    before = host.current()
+    r = host.invoke("deploy", "--source", str(src))
+    assert r.rc != 0
+    assert "uncommitted changes" in r.out and "--allow-dirty" in r.out
+    assert host.current() == before
+    assert host.helper("lock", "status")["held"] is False
+
+
+@pytest.mark.parametrize("kind", ["import_error", "crash_loop", "never_healthy"])
+def test_broken_release_rolls_back(host: Host, tmp_path: Path, kind: str) -> None:
+    src = scratch_source(tmp_path, kind, BROKEN[kind])
+    good = host.current()
+    r = host.invoke("deploy", "--source", str(src), "--health-timeout", "12", "--soak", "2")
+    assert r.rc != 0, r.out[-2000:]
+    last_line = r.out.strip().splitlines()[-1]
+    assert "ROLLED BACK" in last_line and good in last_line, last_line
+    assert host.current() == good
+    health = host.wait_healthy()
+    assert health["release"] == good
+    bad = [x for x in host.helper("releases")["releases"] if x["bad"]]
+    assert bad and bad[0]["release"] != good
+    audit = _last(host.audit_lines(), "deploy")
+    assert audit["result"] == "rolled_back" and audit["previous"] == good
+    assert "Show the failing service's last journal lines" in r.out
+    host.journal_counts()
+    host.assert_journal_never_lost_rows()
+
+
+def test_failure_before_switch_leaves_old_untouched(host: Host, tmp_path: Path) -> None:
+    # check-config fails (the CLI cannot even import): caught before the switch, old service never stopped.
+    src = scratch_source(
+        tmp_path,
+        "cli_broken",
+        {"helios/cli.py": ("import requests\n", "import requests\nimport no_such_mod  # noqa\n")},
+    )
+    good = host.current()
+    pid_before = host.ssh("systemctl show -p MainPID --value helios").strip()
+    dirs_before = host.ssh("ls /opt/helios/releases").split()
+    r = host.invoke("deploy", "--source", str(src))
+    assert r.rc != 0
+    assert "before the switch" in r.out.strip().splitlines()[-1]
+    assert host.current() == good
+    assert host.ssh("systemctl show -p MainPID --value helios").strip() == pid_before
+    assert host.ssh("ls /opt/helios/releases").split() == dirs_before  # the half-built release was removed
+    assert _last(host.audit_lines(), "deploy")["result"] == "failed"
+
+
+def test_rollback_previous_and_named(host: Host) -> None:
+    releases = host.helper("releases")["releases"]
+    cur = host.current()
+    good_older = [r["release"] for r in releases if not r["bad"] and r["release"] < cur]
+    r = host.invoke("rollback")
+    assert r.rc == 0, r.out[-2000:]
+    assert host.current() == good_older[0]  # newest good release older than current (bad ones skipped)
+    assert host.wait_healthy()["release"] == good_older[0]
+    r2 = host.invoke("rollback", "--to", cur)
+    assert r2.rc == 0, r2.out[-2000:]
+    assert host.current() == cur
+    rollbacks = [x for x in host.audit_lines() if x["event"] == "rollback" and x["result"] == "ok"]
+    assert [x["release"] for x in rollbacks[-2:]] == [good_older[0], cur]
+    host.journal_counts()
+    host.assert_journal_never_lost_rows()
+
+
+def test_concurrent_deploy_refused(host: Host, sources: dict[str, Path]) -> None:
+    first = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "invoke"),
+            "deploy",
+            "--inventory",
+            "deploytest",
+            "--source",
+            str(sources["v2"]),
+            "--reason",
+            "first of two",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not host.helper("lock", "status").get("held"):
+        time.sleep(0.2)
+    second = host.invoke("deploy", "--source", str(sources["v1"]), "--reason", "second of two")
+    out_first, _ = first.communicate(timeout=240)
+    host.outputs.append(out_first)
+    assert first.returncode == 0, out_first[-2000:]
+    assert second.rc != 0
+    last = second.out.strip().splitlines()[-1]
+    assert "deploy lock held by" in last and "first of two" in last and "nothing was changed" in last, last
+    assert host.helper("lock", "status")["held"] is False
+
+
+def test_stale_lock_reported_and_force_released(host: Host) -> None:
+    out = host.helper(
+        "lock",
+        "acquire",
+        "--run-id",
+        "crashed",
+        "--who",
+        "ghost@laptop",
+        "--where",
+        "laptop",
+        "--what",
+        "'deploy 20990101T000000Z-deadbee'",
+        "--why",
+        "crashed-run",
+    )
+    assert out["acquired"]
+    r = host.invoke("rollback")
+    assert r.rc != 0 and "ghost@laptop" in r.out.strip().splitlines()[-1]
+    status = host.invoke("lock.status")
+    assert "ghost@laptop" in status.out and "deploy 20990101T000000Z-deadbee" in status.out
+    refused = host.invoke("lock.release")
+    assert refused.rc != 0 and "--force" in refused.out
+    broke = host.invoke("lock.release", "--force", "--reason", "ghost run crashed")
+    assert broke.rc == 0 and "ghost@laptop" in broke.out
+    line = _last(host.audit_lines(), "lock_break")
+    assert line["previous_owner"]["who"] == "ghost@laptop" and line["why"] == "ghost run crashed"
+    assert host.helper("lock", "status")["held"] is False
+
+
+def test_backup_restore_round_trip(host: Host) -> None:
+    r = host.invoke("backup")
+    assert r.rc == 0, r.out[-2000:]
+    backups = host.helper("backups")["backups"]
+    ts = backups[-1]["backup"]
+    verified = host.helper("verify-backup", ts)
+    assert verified["verified"]
+    saved_rows = verified["rows"]
+    time.sleep(2)  # the engine keeps writing: the journal moves on
+    rr = host.invoke("restore", "--backup", ts)
+    assert rr.rc == 0, rr.out[-2000:]
+    line = _last(host.audit_lines(), "restore")
+    assert line["result"] == "ok" and line["backup"] == ts
+    for name, info in line["restored"].items():
+        assert info["sha256"] == verified["files"][name], name  # byte-identical to the backup before start
+        assert info["rows"] == saved_rows[name], name
+    host.wait_healthy()
+    # a restore rewinds on purpose: restart the "never lose a row" history from here
+    host.journal_history.clear()
+    host.journal_counts()
+
+
+def test_to_live_refused_when_audit_fails_or_confirmation_wrong(host: Host) -> None:
+    env_before = host.env_file()
+    double_admin("POST", "/balance", {"balances": {"ZAR": "160000", "ETH": "1"}})  # above the go-live cap
+    r = host.invoke("to-live", "--confirm", "deploy1")
+    assert r.rc != 0
+    assert "helios audit failed" in r.out.strip().splitlines()[-1] and "starting_capital_cap" in r.out
+    assert host.env_file() == env_before
+    double_admin("POST", "/balance", {"balances": {"ZAR": "900", "ETH": "0", "BTC": "0"}})
+    wrong = host.invoke("to-live", "--confirm", "deploy2")
+    assert wrong.rc != 0 and "does not match host" in wrong.out.strip().splitlines()[-1]
+    assert host.env_file() == env_before
+    twin = host.playbook("mode.yml", "-e", "helios_mode=LIVE", "-e", "helios_confirm=not-this-host")
+    assert twin.rc != 0 and "does not match the host name" in twin.out
+    assert host.env_file() == env_before
+    assert host.api("/api/mode/current")["mode"] == "PAPER"
+    refused = [x for x in host.audit_lines() if x["event"] == "mode_switch"]
+    assert refused[-1]["result"] == "refused"
+
+
+def test_live_emergency_stop_then_sigkill_comes_back_halted(host: Host) -> None:
+    double_admin("POST", "/balance", {"balances": {"ZAR": "900", "ETH": "0", "BTC": "0"}})
+    r = host.invoke("to-live", "--confirm", "deploy1")
+    assert r.rc == 0, r.out[-3000:]
+    assert "~ TRADING_MODE: PAPER -> LIVE" in r.out
+    assert host.api("/api/mode/current")["mode"] == "LIVE"
+    for _ in range(3):
+        double_admin("POST", "/orders/seed", {"pair": "BTCZAR", "side": "BUY", "quantity": "0.0001", "price": "100000"})
+    assert len(double_admin("GET", "/orders?open=1")) == 3
+    stop = host.invoke("emergency-stop", "--reason", "test: open orders")
+    assert stop.rc == 0, stop.out
+    assert "orders cancelled 3" in stop.out and "open orders remaining 0 (confirmed" in stop.out
+    assert double_admin("GET", "/orders?open=1") == []
+    assert host.api("/api/status")["trading_state"] == "HALTED"
+    host.ssh("systemctl kill --kill-whom=main -s SIGKILL helios")
+    deadline = time.monotonic() + 30
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = host.api("/api/health")
+        if body.get("status") == "ok" and host.ssh("systemctl show -p NRestarts --value helios").strip() != "0":
+            break
+        time.sleep(0.5)
+    assert body.get("trading_state") == "HALTED", body
+    line = _last(host.audit_lines(), "emergency_stop")
+    assert line["result"] == "ok" and line["orders_cancelled"] == 3
+
+
+def test_to_paper_from_live(host: Host) -> None:
+    env_before = host.env_file()
+    assert b"TRADING_MODE='LIVE'" in env_before
+    for _ in range(2):
+        double_admin("POST", "/orders/seed", {"pair": "BTCZAR", "side": "BUY", "quantity": "0.0001", "price": "100000"})
+    r = host.invoke("to-paper")
+    assert r.rc == 0, r.out[-3000:]
+    assert "2 order(s) cancelled, 0 open order(s) remaining" in r.out and "positions still open" in r.out
+    assert double_admin("GET", "/orders?open=1") == []
+    assert host.api("/api/mode/current")["mode"] == "PAPER"
+    after = host.env_file()
+    mode_keys = (b"TRADING_MODE=", b"ENABLE_PAPER_TRADING=")
+    old_lines, new_lines = env_before.splitlines(keepends=True), after.splitlines(keepends=True)
+    assert len(old_lines) == len(new_lines)
+    for old, new in zip(old_lines, new_lines, strict=True):
+        if old.startswith(mode_keys):
+            continue
+        assert old == new
+    assert b"TRADING_MODE='PAPER'" in after and b"ENABLE_PAPER_TRADING='true'" in after
+    backups = host.ssh("ls /etc/helios/").split()
+    assert any(name.startswith("helios.env.") and name.endswith(".bak") for name in backups)
+    line = _last(host.audit_lines(), "mode_switch")
+    assert line["result"] == "ok" and line["from"] == "LIVE" and line["to"] == "PAPER"
+
+
+def test_resume_and_status(host: Host) -> None:
+    r = host.invoke("status")
+    assert r.rc == 0, r.out
+    for field in (
+        "release",
+        "mode",
+        "trading state",
+        "health",
+        "P&L today",
+        "open positions",
+        "open orders",
+        "deploy lock",
+        "last deploy",
+        "url",
+    ):
+        assert field in r.out
+    res = host.invoke("resume", "--reason", "tests done")
+    assert res.rc == 0, res.out
+    assert _last(host.audit_lines(), "resume")["result"] == "ok"
+
+
+def test_invariants_across_scenarios(host: Host) -> None:
+    host.journal_counts()
+    host.assert_journal_never_lost_rows()
+    assert host.engine_samples, "the process sampler saw nothing"
+    assert max(host.engine_samples) <= 1, f"two helios engines were alive at once: {max(host.engine_samples)}"
+    everything = "\n".join(host.outputs)
+    everything += host.ssh("cat /var/log/helios/audit.jsonl; journalctl -u helios --no-pager -o cat")
+    for secret in SECRETS:
+        assert secret not in everything
