@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     helios_stop_loss_pct: Decimal = Field(Decimal("1.5"), gt=0, lt=50, allow_inf_nan=False)
     helios_take_profit_pct: Decimal = Field(Decimal("2.0"), gt=0, lt=100, allow_inf_nan=False)
     helios_order_size_zar: Decimal | None = Field(None, gt=0, allow_inf_nan=False)
+    helios_entry_order_ttl_seconds: Decimal = Field(Decimal(60), gt=0, allow_inf_nan=False)
     helios_emergency_stop_timeout_seconds: Decimal = Field(Decimal(5), gt=0, le=60, allow_inf_nan=False)
     helios_shutdown_timeout_seconds: Decimal = Field(Decimal(20), gt=0, le=120, allow_inf_nan=False)
     helios_balance_tolerance_zar: Decimal = Field(Decimal(5), ge=0, allow_inf_nan=False)

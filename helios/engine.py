@@ -144,6 +144,7 @@ class Engine:
         self._refresh_balances(now)
         self._check_daily_loss(now)
         self._periodic_balance_check(now)
+        self._expire_entries(now)
         self._check_exits()
         self._run_strategy()
         self.journal.touch(now)  # raises if the journal is not writable: no heartbeat then
@@ -380,6 +381,23 @@ class Engine:
             self.set_state(TradingState.REDUCING,
                            f"daily loss R{loss:.2f} reached MAX_DAILY_LOSS_ZAR=R{self.settings.max_daily_loss_zar}",
                            "engine")
+
+    def _expire_entries(self, now: datetime) -> None:
+        """An entry that has rested longer than HELIOS_ENTRY_ORDER_TTL_SECONDS is stale: cancel it."""
+        ttl = timedelta(seconds=float(self.settings.helios_entry_order_ttl_seconds))
+        for record in list(self.active.values()):
+            if record.purpose is not OrderPurpose.ENTRY or record.status is not OrderStatus.OPEN:
+                continue
+            if now - record.created_at < ttl:
+                continue
+            try:
+                with self._send_lock:
+                    self.client.cancel_order(record.pair, record.customer_order_id)
+            except ExchangeError as exc:
+                self.last_error = f"expire {record.customer_order_id}: {exc.message}"
+                continue
+            # the next tick's sync records the final status (cancelled, or filled just before)
+            self.journal.record_event("entry_expired", {"customer_order_id": record.customer_order_id}, now)
 
     def _check_exits(self) -> None:
         for pair, position in list(self.positions.items()):

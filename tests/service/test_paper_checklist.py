@@ -212,3 +212,17 @@ def test_5b_stop_loss_exit_runs_while_reducing_but_not_when_halted(make_rig: Rig
     rig.engine.set_state(TradingState.REDUCING, "test", "pytest")
     rig.step(2)
     assert rig.engine.positions == {}, "REDUCING still runs the stop-loss"
+
+
+def test_a_stale_entry_order_expires_and_frees_the_pair(make_rig: RigFactory) -> None:
+    rig = make_rig({"BTCZAR": [1_000_000]}, HELIOS_ENTRY_ORDER_TTL_SECONDS="30")
+    rig.strategy.pending.append(buy(900_000))
+    rig.step()
+    record = rig.journal.orders()[0]
+    assert record.status is OrderStatus.OPEN
+    rig.step(29)
+    assert rig.journal.get_order(record.customer_order_id).status is OrderStatus.OPEN  # type: ignore[union-attr]
+    rig.step(2)
+    assert rig.journal.get_order(record.customer_order_id).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+    assert rig.exchange.open_orders() == [] and rig.engine.active == {}
+    assert rig.journal.events("entry_expired")
