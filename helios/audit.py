@@ -65,7 +65,8 @@ def check_limits(settings: Settings) -> list[Check]:
         ("max_open_positions", Decimal(settings.max_open_positions),
          Decimal(settings.helios_golive_max_open_positions), "MAX_OPEN_POSITIONS", ""),
     ]
-    return [Check(f"limit_{name}", value <= cap, True, f"{var}={value} (go-live cap {cap}{unit})")
+    return [Check(f"limit_{name}", value <= cap, True,
+                  f"{var}={value} (go-live cap {'R' if unit == 'R' else ''}{cap}{'%' if unit == '%' else ''})")
             for name, value, cap, var, unit in pairs]
 
 
