@@ -1,0 +1,142 @@
+"""Deploy benchmarks on one sandbox host (issue 5 targets in brackets).
+
+    sudo .venv/bin/python bench/bench_deploy.py [--keep]
+
+* deploy with unchanged dependencies, operator command -> healthy          [<= 30 s]
+* rollback, operator command -> healthy                                      [<= 5 s]
+* emergency stop, operator command -> zero open orders confirmed (LIVE)     [<= 1.5 s]
+* no-engine window during a deploy: helper (stop issued -> new release healthy) and sampled (no
+  `helios run` process on the host, 100 ms sampling)                         [<= 3 s]
+
+Uses the "deploytest" sandbox host and the exchange double from tests/deploy/conftest.py; tears them down unless
+--keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.deploy.conftest import (  # noqa: E402
+    Host,
+    _start_double,
+    _up,
+    deploytest_sandbox,
+    double_admin,
+    scratch_source,
+)
+
+
+class TimedSampler:
+    """(monotonic time, helios-run count) every ~100 ms over one SSH session."""
+
+    def __init__(self, host: Host) -> None:
+        import subprocess
+
+        cmd = "while :; do pgrep -fc '[h]elios run' || true; sleep 0.1; done"
+        self.samples: list[tuple[float, int]] = []
+        self.proc = subprocess.Popen(host.ssh_argv(cmd), stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip().isdigit():
+                self.samples.append((time.monotonic(), int(line)))
+
+    def longest_gap(self, since: float) -> float:
+        gap, start = 0.0, None
+        for t, n in self.samples:
+            if t < since:
+                continue
+            if n == 0 and start is None:
+                start = t
+            elif n > 0 and start is not None:
+                gap, start = max(gap, t - start), None
+        return gap
+
+    def stop(self) -> None:
+        self.proc.terminate()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keep", action="store_true", help="leave the host and the double running")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    box = deploytest_sandbox()
+    double = _start_double()
+    results: dict[str, list[float]] = {
+        "deploy": [],
+        "rollback": [],
+        "estop": [],
+        "window_helper": [],
+        "window_sampled": [],
+    }
+    try:
+        _up(box)
+        host = Host(key=box.key_file)
+        assert host.playbook("provision.yml").rc == 0
+        host.wait_healthy()
+        sampler = TimedSampler(host)
+        with tempfile.TemporaryDirectory() as tmp:
+            sources = [scratch_source(Path(tmp), f"b{i}") for i in range(args.rounds + 1)]
+            warm = host.invoke("deploy", "--source", str(sources[0]))  # wheelhouse now on the host
+            assert warm.rc == 0, warm.out[-2000:]
+            for src in sources[1:]:
+                t0 = time.monotonic()
+                r = host.invoke("deploy", "--source", str(src))
+                assert r.rc == 0, r.out[-2000:]
+                results["deploy"].append(r.seconds)
+                results["window_sampled"].append(sampler.longest_gap(t0))
+                line = next(x for x in reversed(host.audit_lines()) if x["event"] == "deploy")
+                results["window_helper"].append(float(line["no_engine_seconds"]))
+                rb = host.invoke("rollback")
+                assert rb.rc == 0, rb.out[-2000:]
+                results["rollback"].append(rb.seconds)
+        double_admin("POST", "/balance", {"balances": {"ZAR": "900", "ETH": "0", "BTC": "0"}})
+        live = host.invoke("to-live", "--confirm", "deploy1")
+        assert live.rc == 0, live.out[-2000:]
+        for _ in range(args.rounds):
+            for _ in range(3):
+                double_admin(
+                    "POST", "/orders/seed", {"pair": "BTCZAR", "side": "BUY", "quantity": "0.0001", "price": "100000"}
+                )
+            r = host.invoke("emergency-stop", "--reason", "bench")
+            assert r.rc == 0 and "open orders remaining 0" in r.out, r.out
+            assert double_admin("GET", "/orders?open=1") == []
+            results["estop"].append(r.seconds)
+            assert host.invoke("resume", "--reason", "bench").rc == 0
+        assert host.invoke("to-paper").rc == 0
+        sampler.stop()
+    finally:
+        os.killpg(double.pid, 15)
+        if not args.keep:
+            box.down()
+    targets = {"deploy": 30, "rollback": 5, "estop": 1.5, "window_helper": 3, "window_sampled": 3}
+    labels = {
+        "deploy": "deploy, unchanged deps (invoke -> healthy)",
+        "rollback": "rollback (invoke -> healthy)",
+        "estop": "emergency stop (invoke -> 0 open orders confirmed)",
+        "window_helper": "no-engine window (stop issued -> new healthy)",
+        "window_sampled": "no-engine window (no helios process, sampled)",
+    }
+    print(f"\n{'benchmark':<52} {'best':>7} {'median':>7} {'worst':>7} {'target':>7}")
+    for key, values in results.items():
+        values = sorted(values)
+        median = values[len(values) // 2]
+        flag = "" if values[-1] <= targets[key] else "  OVER"
+        print(f"{labels[key]:<52} {values[0]:7.2f} {median:7.2f} {values[-1]:7.2f} {targets[key]:7.1f}{flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
