@@ -5,6 +5,7 @@ The scenarios share one host and run in file order; each leaves the host healthy
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
@@ -228,6 +229,34 @@ def test_backup_restore_round_trip(host: Host) -> None:
     host.journal_counts()
 
 
+def test_rollback_refuses_unreadable_journal_unless_backup_restored(host: Host) -> None:
+    assert host.invoke("backup").rc == 0
+    ts = host.helper("backups")["backups"][-1]["backup"]
+    cur = host.current()
+    # What a newer release's migration would leave behind: a journal that needs a reader >= v2.
+    bump = (
+        "import sqlite3\n"
+        "c = sqlite3.connect('/var/lib/helios/journal-paper.sqlite', timeout=10)\n"
+        "c.execute(\"INSERT OR REPLACE INTO meta VALUES ('schema_version', '2'), ('min_reader_version', '2')\")\n"
+        "c.commit()\n"
+    )
+    host.ssh(f"runuser -u helios -- python3 -c {shlex.quote(bump)}")
+    r = host.invoke("rollback")
+    assert r.rc != 0
+    last = r.out.strip().splitlines()[-1]
+    assert "refusing to roll back" in last and "--restore-backup" in last and "the service was not touched" in last
+    assert host.current() == cur
+    assert _last(host.audit_lines(), "rollback")["result"] == "refused"
+    ok = host.invoke("rollback", "--restore-backup", ts)
+    assert ok.rc == 0, ok.out[-2000:]
+    assert host.current() != cur
+    assert host.wait_healthy()["release"] == host.current()
+    info = host.ssh("/opt/helios/current/venv/bin/helios journal-info --json")
+    assert '"min_reader_version": 1' in info
+    host.journal_history.clear()  # the restore rewound the journal on purpose
+    host.journal_counts()
+
+
 def test_to_live_refused_when_audit_fails_or_confirmation_wrong(host: Host) -> None:
     env_before = host.env_file()
     double_admin("POST", "/balance", {"balances": {"ZAR": "160000", "ETH": "1"}})  # above the go-live cap
@@ -323,9 +352,44 @@ def test_resume_and_status(host: Host) -> None:
 def test_invariants_across_scenarios(host: Host) -> None:
     host.journal_counts()
     host.assert_journal_never_lost_rows()
+    releases = host.ssh("ls /opt/helios/releases").split()
+    assert len(releases) <= 6, releases  # prune keeps 5 (+ current / last good when older)
     assert host.engine_samples, "the process sampler saw nothing"
     assert max(host.engine_samples) <= 1, f"two helios engines were alive at once: {max(host.engine_samples)}"
     everything = "\n".join(host.outputs)
     everything += host.ssh("cat /var/log/helios/audit.jsonl; journalctl -u helios --no-pager -o cat")
     for secret in SECRETS:
         assert secret not in everything
+
+
+def test_two_hosts_roll_one_at_a_time_and_stop_at_first_failure(host: Host, tmp_path: Path) -> None:
+    """Runs last: adds a second host (deploy2) to the inventory."""
+    from tests.deploy.conftest import deploytest_sandbox
+
+    deploytest_sandbox().up(2)
+    prov = host.playbook("provision.yml", "--limit", "deploy2")
+    assert prov.rc == 0, prov.out[-3000:]
+    second = Host(key=host.key, port=2422)
+    before = (host.current(), second.current())
+    broken = scratch_source(tmp_path, "never_healthy_2", BROKEN["never_healthy"])
+    r = host.invoke("deploy", "--source", str(broken), "--health-timeout", "8", "--soak", "1")
+    assert r.rc != 0
+    assert "deploy1" in r.out.strip().splitlines()[-1] and "ROLLED BACK" in r.out
+    assert (host.current(), second.current()) == before  # deploy1 rolled back, deploy2 never touched
+    assert "deploy2" not in r.out.split("== Deploy Helios", 1)[1]
+    good = scratch_source(tmp_path, "good_2")
+    ok = host.invoke("deploy", "--source", str(good), "--soak", "1")
+    assert ok.rc == 0, ok.out[-3000:]
+    assert host.current() == second.current() != before[0]
+    tasks = [
+        line.split()[1]
+        for line in ok.out.split("== Deploy Helios", 1)[1].splitlines()
+        if line[:2].isdigit() and line[2:3] == ":"
+    ]
+    assert tasks == sorted(tasks) and set(tasks) == {"deploy1", "deploy2"}  # all of deploy1, then all of deploy2
+    stop = host.invoke("emergency-stop", "--reason", "two hosts")
+    assert stop.rc == 0, stop.out
+    assert "deploy1: HALTED" in stop.out and "deploy2: HALTED" in stop.out
+    assert host.invoke("resume", "--reason", "two hosts done").rc == 0
+    for secret in SECRETS:
+        assert secret not in ok.out + r.out + stop.out
