@@ -76,7 +76,7 @@ def memory(seconds: float, tick: str) -> None:
         proc.terminate()
         proc.wait(30)
     print(f"RSS after start {first:.1f} MB; after {seconds:.0f} s at a {tick} s tick: {last:.1f} MB "
-          f"(target <= 100 MB); orders journaled {len(orders)}, trades {len(status['positions'])} open positions, "
+          f"(target <= 100 MB); orders journaled {len(orders)}, open positions {len(status['positions'])}, "
           f"P&L today R{status['pnl']['today_total_zar']}")
 
 
