@@ -370,8 +370,8 @@ def lock_release(
         )
 
 
-@task(help={"allow_dirty": "deploy uncommitted changes too (recorded)"})
-def demo(c: Context, allow_dirty: bool = False) -> None:
+@task(help={"allow_dirty": "deploy uncommitted changes too, recorded as dirty (default on: it is a sandbox)"})
+def demo(c: Context, allow_dirty: bool = True) -> None:
     """One sandbox host: sandbox.up -> provision -> deploy (PAPER, simulated prices) -> status and the URL."""
     from helios_ops import provision as provision_mod
     from helios_ops import sandbox as sandbox_mod
