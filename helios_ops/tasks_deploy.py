@@ -90,6 +90,15 @@ def deploy(
                 code=1,
             )
         print(cmd.deploy_plan(hosts, f"<build time>-{sha[:7]}" + (" (dirty)" if dirty else ""), ref, inventory))
+        print("current state (read-only):")
+        for res in ex.ssh_all(hosts, lambda h: cmd.helper_command("status", sudo=h.become), timeout=30):
+            data = res.json()
+            state = (
+                f"current {data.get('release')}, unit {data.get('unit')}, lock {data.get('lock') or 'free'}"
+                if data
+                else f"no answer ({ex.first_error(res)})"
+            )
+            print(f"  {res.host}: {state}")
         return
     extra = cmd.deploy_vars(None, reason or f"deploy {ref}", ex.new_run_id(), soak=soak, health_timeout=health_timeout)
     extra.update(

@@ -213,3 +213,30 @@ def test_artifact_deps_hash_is_stable_and_sensitive() -> None:
     assert a == artifact.deps_hash(["requests<3", "fastapi<1,>=0.115"], "3.11", "x86_64")
     assert a != artifact.deps_hash(["requests<3"], "3.11", "x86_64")
     assert a != artifact.deps_hash(["fastapi<1,>=0.115", "requests<3"], "3.12", "x86_64")
+
+
+def test_every_operator_task_defaults_to_the_sandbox_inventory() -> None:
+    import inspect
+
+    from helios_ops import tasks_deploy
+
+    tasks = [
+        tasks_deploy.deploy,
+        tasks_deploy.rollback,
+        tasks_deploy.releases,
+        tasks_deploy.to_paper,
+        tasks_deploy.to_live,
+        tasks_deploy.emergency_stop,
+        tasks_deploy.resume,
+        tasks_deploy.status,
+        tasks_deploy.logs,
+        tasks_deploy.backup,
+        tasks_deploy.backups,
+        tasks_deploy.restore,
+        tasks_deploy.audit_,
+        tasks_deploy.lock_status,
+        tasks_deploy.lock_release,
+    ]
+    for t in tasks:
+        default = inspect.signature(t.body).parameters["inventory"].default
+        assert default == "sandbox", t.name  # production is only ever used when named

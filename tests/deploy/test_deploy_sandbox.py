@@ -53,7 +53,8 @@ def test_deploy_v1_then_v2(host: Host, sources: dict[str, Path]) -> None:
     # unchanged dependencies: the wheelhouse is not uploaded again
     assert "Upload the wheelhouse to a partial directory" not in r1.out
     host.journal_counts()
-    r2 = host.invoke("deploy", "--source", str(sources["v2"]), "--reason", "v2")
+    # v2 through the Ansible twin, run directly: same steps, same result
+    r2 = host.playbook("deploy.yml", "-e", f"helios_release_source={sources['v2']}", "-e", "helios_reason=v2")
     assert r2.rc == 0, r2.out[-3000:]
     v2 = host.current()
     sha = subprocess.run(
@@ -68,7 +69,7 @@ def test_deploy_v1_then_v2(host: Host, sources: dict[str, Path]) -> None:
     assert health["release"] == v2 and health["mode"] == "PAPER"
     deploys = [x for x in host.audit_lines() if x["event"] == "deploy" and x["result"] == "ok"]
     assert [d["release"] for d in deploys[-2:]] == [v1, v2]
-    assert deploys[-1]["previous"] == v1 and deploys[-1]["backup"]
+    assert deploys[-1]["previous"] == v1 and deploys[-1]["backup"] and deploys[-1]["who"]
     host.journal_counts()
     host.assert_journal_never_lost_rows()
 
@@ -78,6 +79,7 @@ def test_deploy_check_changes_nothing(host: Host) -> None:
     r = host.invoke("deploy", "--check", "--allow-dirty")
     assert r.rc == 0, r.out
     assert "deploy plan" in r.out and "switch /opt/helios/current atomically" in r.out
+    assert f"deploy1: current {before}" in r.out
     assert host.current() == before
 
 
@@ -108,6 +110,7 @@ def test_broken_release_rolls_back(host: Host, tmp_path: Path, kind: str) -> Non
     audit = _last(host.audit_lines(), "deploy")
     assert audit["result"] == "rolled_back" and audit["previous"] == good
     assert "Show the failing service's last journal lines" in r.out
+    assert "broken on purpose" in r.out or "helios_no_such_module" in r.out  # the unit's own last lines / reason
     host.journal_counts()
     host.assert_journal_never_lost_rows()
 
@@ -139,7 +142,10 @@ def test_rollback_previous_and_named(host: Host) -> None:
     assert r.rc == 0, r.out[-2000:]
     assert host.current() == good_older[0]  # newest good release older than current (bad ones skipped)
     assert host.wait_healthy()["release"] == good_older[0]
-    r2 = host.invoke("rollback", "--to", cur)
+    listing = host.invoke("releases")
+    assert listing.rc == 0 and "CURRENT" in listing.out and "BAD" in listing.out and "last-good" in listing.out
+    # named rollback through the Ansible twin, run directly
+    r2 = host.playbook("rollback.yml", "-e", f"helios_rollback_to={cur}")
     assert r2.rc == 0, r2.out[-2000:]
     assert host.current() == cur
     rollbacks = [x for x in host.audit_lines() if x["event"] == "rollback" and x["result"] == "ok"]
