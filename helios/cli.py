@@ -245,6 +245,26 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK if result["passed"] else EXIT_FAILED
 
 
+def cmd_alert(args: argparse.Namespace) -> int:
+    """Send one alert through ALERT_URLS (the deploy tooling uses it when a deploy rolls itself back)."""
+    from helios.alerts import Alerter, parse_alert_urls
+
+    settings = _settings(args)
+    try:
+        detail = json.loads(args.detail_json)
+    except ValueError:
+        raise CliError("--detail-json: not a JSON object", EXIT_CONFIG) from None
+    if not isinstance(detail, dict):
+        raise CliError("--detail-json: not a JSON object", EXIT_CONFIG)
+    urls = parse_alert_urls(None if settings.alert_urls is None else settings.alert_urls.get_secret_value())
+    alerter = Alerter(urls, service=f"helios-{settings.mode.value.lower()}")
+    alerter.send(args.level, args.title, detail)
+    alerter.close()
+    _print({"destinations": len(urls), "sent": alerter.sent, "failed": alerter.failed}, args.json,
+           f"alert sent to {alerter.sent} of {len(urls)} destination(s)")
+    return EXIT_OK if alerter.failed == 0 else EXIT_FAILED
+
+
 def cmd_journal_info(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from helios.journal import SCHEMA_VERSION
@@ -293,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", "success metrics from the journal").set_defaults(func=cmd_report)
     add("audit", "pre-live audit").set_defaults(func=cmd_audit)
     add("journal-info", "journal schema versions and readability").set_defaults(func=cmd_journal_info)
+    p = add("alert", "send one alert through ALERT_URLS")
+    p.add_argument("--level", choices=["info", "warning", "critical"], default="critical")
+    p.add_argument("--title", required=True)
+    p.add_argument("--detail-json", default="{}")
+    p.set_defaults(func=cmd_alert)
     return parser
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # types-PyYAML is not a dev dependency yet
+import yaml
 
 from helios_ops import commands as cmd
 from helios_ops import provision as provision_mod

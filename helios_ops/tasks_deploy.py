@@ -294,7 +294,7 @@ def logs(
 
 
 @task(help={"inventory": INV_HELP, "keep": "backups to keep (retention)", "limit": "only these hosts"})
-def backup(c: Context, inventory: str = "sandbox", keep: int = 30, limit: str | None = None) -> None:
+def backup(c: Context, inventory: str = "sandbox", keep: int = 72, limit: str | None = None) -> None:
     """Verified backup: journals (SQLite online backup), env file, release id, checksums, row counts."""
     _hosts(inventory, limit)
     _playbook("backup", "backup.yml", inventory, {"helios_release_backup_keep": keep}, limit)

@@ -67,3 +67,21 @@ def test_unsupported_destinations_are_refused() -> None:
     with pytest.raises(AlertError, match="ALERT_URLS"):
         parse_alert_urls("sms:12345")
     assert parse_alert_urls(" https://h/x , file:///tmp/a ") == ["https://h/x", "file:///tmp/a"]
+
+
+def test_helios_alert_command_uses_the_service_destinations(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    alert_file = tmp_path / "alerts.jsonl"
+    env = {"PATH": "/usr/bin:/bin", "HELIOS_STATE_DIR": str(tmp_path), "ALERT_URLS": f"file://{alert_file}"}
+    result = subprocess.run([sys.executable, "-m", "helios.cli", "alert", "--title", "deploy rolled back",
+                             "--detail-json", '{"release": "r2"}'], capture_output=True, text=True, env=env,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(alert_file.read_text())
+    assert (payload["level"], payload["title"], payload["detail"]) == ("critical", "deploy rolled back",
+                                                                       {"release": "r2"})
+    bad = subprocess.run([sys.executable, "-m", "helios.cli", "alert", "--title", "x", "--detail-json", "[1]"],
+                         capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert bad.returncode == 2 and "--detail-json" in bad.stderr
