@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from helios_ops import sandbox as sandbox_mod
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 INVENTORY = "deploytest"
@@ -98,23 +100,7 @@ class Host:
 
     # -- host side ------------------------------------------------------------------------------------------------
     def ssh_argv(self, command: str) -> list[str]:
-        return [
-            "ssh",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "BatchMode=yes",
-            "-i",
-            str(self.key),
-            "-p",
-            str(self.port),
-            "root@127.0.0.1",
-            command,
-        ]
+        return sandbox_mod.ssh_command(self.key, self.port, [command])
 
     def ssh(self, command: str, check: bool = True, timeout: float = 60) -> str:
         proc = subprocess.run(self.ssh_argv(command), capture_output=True, text=True, timeout=timeout, check=False)
