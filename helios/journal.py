@@ -130,7 +130,6 @@ MIGRATIONS: dict[int, tuple[int, tuple[str, ...]]] = {
     ),
 }
 
-JOURNAL_TABLES = ("orders", "fills", "positions", "trades", "gate_rejections", "state_changes", "events")
 
 
 class JournalError(Exception):
@@ -328,13 +327,6 @@ class Journal:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
 
-    def schema_info(self) -> dict[str, int]:
-        meta = dict((r["key"], r["value"]) for r in self._query("SELECT key, value FROM meta"))
-        return {
-            "schema_version": int(meta["schema_version"]),
-            "min_reader_version": int(meta["min_reader_version"]),
-        }
-
     def touch(self, now: datetime) -> None:
         """A tiny write: proves the journal is writable (health) and records the last heartbeat."""
         with self._tx() as cur:
@@ -347,9 +339,6 @@ class Journal:
         """Fold the WAL back into the database file (off the order path)."""
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def row_counts(self) -> dict[str, int]:
-        return {t: int(self._query(f"SELECT COUNT(*) FROM {t}")[0][0]) for t in JOURNAL_TABLES}  # noqa: S608
 
     # --- trading state --------------------------------------------------------------------------------------
     def read_state(self) -> TradingState:
@@ -479,16 +468,6 @@ class Journal:
         return {r["gate"]: int(r["n"]) for r in self._query(
             "SELECT gate, COUNT(*) AS n FROM gate_rejections GROUP BY gate")}
 
-    def rejections(self, limit: int = 50) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._query("SELECT * FROM gate_rejections ORDER BY id DESC LIMIT ?", (limit,))]
-
-    def orders_sent_since(self, since: datetime) -> int:
-        rows = self._query(
-            "SELECT COUNT(*) FROM orders WHERE created_at >= ? AND status != ?",
-            (_ts(since), OrderStatus.REJECTED.value),
-        )
-        return int(rows[0][0])
-
     # --- fills, positions, trades ---------------------------------------------------------------------------
     def has_fill(self, trade_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM fills WHERE trade_id=?", (trade_id,)))
@@ -559,9 +538,6 @@ class Journal:
 
     def positions(self) -> dict[str, Position]:
         return {r["pair"]: _position_from_row(r) for r in self._query("SELECT * FROM positions ORDER BY pair")}
-
-    def fills(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._query("SELECT * FROM fills ORDER BY traded_at DESC LIMIT ?", (limit,))]
 
     def trades(self, limit: int = 100) -> list[dict[str, Any]]:
         return [dict(r) for r in self._query("SELECT * FROM trades ORDER BY id DESC LIMIT ?", (limit,))]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -53,7 +53,6 @@ class OrderPurpose(enum.StrEnum):
 class OrderStatus(enum.StrEnum):
     """Helios' view of one order's life. Terminal states never change again."""
 
-    INTENT = "INTENT"  # journaled, not yet through the gates
     REJECTED = "REJECTED"  # refused by a gate or by local pair rules: never sent
     SUBMITTING = "SUBMITTING"  # being sent now
     UNKNOWN = "UNKNOWN"  # sent, answer lost: look it up by customerOrderId before anything else
@@ -205,10 +204,6 @@ class Position:
     take_profit: Decimal
     opened_at: datetime
     exit_pending: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def notional(self, price: Decimal) -> Decimal:
-        return self.quantity * price
 
     def unrealised(self, bid: Decimal) -> Decimal:
         """Mark-to-market at the bid, net of the entry fees already paid."""

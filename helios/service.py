@@ -60,7 +60,6 @@ class Runtime:
     settings: Settings
     journal: Journal
     client: ExchangeClient
-    market: MarketData
     engine: Engine
     alerter: Alerter
     release: str = ""
@@ -186,7 +185,7 @@ def build_runtime(
         raise
     info = release_info()
     release = settings.helios_release or str(info.get("release_id", ""))
-    return Runtime(settings=settings, journal=journal, client=exchange, market=engine.market, engine=engine,
+    return Runtime(settings=settings, journal=journal, client=exchange, engine=engine,
                    alerter=alerter, release=release)
 
 
@@ -281,7 +280,7 @@ def run_service(settings: Settings, *, market: MarketData | None = None) -> int:
         api.stop(timeout=max(1.0, budget - (time.monotonic() - started)))
         runtime.alerter.close()
         runtime.client.close()
-        runtime.market.close()
+        runtime.engine.market.close()
         runtime.journal.close()
         lock.release()
         log.info("helios stopped", extra={"seconds": round(time.monotonic() - started, 3)})

@@ -185,6 +185,11 @@ def sshd_dropin(ssh_port: int) -> str:
     )
 
 
+def keygen_command(path: Path, comment: str) -> list[str]:
+    """A passphrase-less ed25519 key (the sandbox's client key, a host's host key)."""
+    return ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
+
+
 def ssh_command(key_file: Path, port: int, remote: Sequence[str] = (), *, tty: bool = False) -> list[str]:
     cmd = ["ssh", *SSH_OPTIONS, "-i", str(key_file), "-p", str(port)]
     if tty:
@@ -372,20 +377,7 @@ class Sandbox:
         if self.key_file.exists():
             return
         self.log(f"generating sandbox SSH key {self.key_file}")
-        run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                f"helios-{self.spec.group}",
-                "-f",
-                str(self.key_file),
-            ]
-        )
+        run(keygen_command(self.key_file, f"helios-{self.spec.group}"))
 
     def ensure_base_tarball(self) -> Path:
         tarball = self.base_tarball
@@ -441,20 +433,7 @@ class Sandbox:
         dropin_dir.mkdir(parents=True, exist_ok=True)
         (dropin_dir / "10-helios-sandbox.conf").write_text(sshd_dropin(host.ssh_port))
         if not (etc / "ssh/ssh_host_ed25519_key").exists():
-            run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    f"root@{host.name}",
-                    "-f",
-                    str(etc / "ssh/ssh_host_ed25519_key"),
-                ]
-            )
+            run(keygen_command(etc / "ssh/ssh_host_ed25519_key", f"root@{host.name}"))
         ssh_dir = rootfs / "root/.ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
         ssh_dir.chmod(0o700)
