@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from helios import __version__
+from helios.api_edge import EdgeGuard, EdgePolicy
 from helios.engine import ResumeRefused
 from helios.gates import GATE_NAMES
 from helios.models import TradingState
@@ -41,7 +42,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         title="Helios",
         version=__version__,
         description="Helios trading service: health, mode, positions, orders, P&L, and the kill switch.",
+        docs_url=None,  # no CDN-loaded Swagger/ReDoc pages on the origin that keeps the dashboard's token
+        redoc_url=None,
     )
+    token = runtime.settings.helios_api_token
+    app.add_middleware(EdgeGuard, policy=EdgePolicy(  # host allow-list, body cap, headers: before anything else
+        api_host=runtime.settings.helios_api_host, token=None if token is None else token.get_secret_value()))
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -118,6 +124,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/dashboard.html", response_class=HTMLResponse)
     def dashboard() -> str:
         return resources.files("helios").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+
+    @app.get("/static/dashboard.js", include_in_schema=False)
+    def dashboard_js() -> Response:
+        script = resources.files("helios").joinpath("static/dashboard.js").read_text(encoding="utf-8")
+        return Response(script, media_type="text/javascript")
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

@@ -35,8 +35,18 @@ fi
 stamp=.venv/.helios-deps-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [[ ! -f $stamp ]]; then
   echo "bootstrap: installing Python packages into .venv (pinned by constraints.txt)"
-  .venv/bin/python -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[ops,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  pip_log=$(mktemp)
+  pip_install() {  # a failed install stops bootstrap with pip's own words, never silently
+    if ! .venv/bin/python -m pip install -q "$@" >"$pip_log" 2>&1; then
+      grep -v "^WARNING: Location" "$pip_log" >&2 || true
+      echo "bootstrap: pip install $* failed" >&2
+      rm -f "$pip_log"
+      exit 1
+    fi
+  }
+  pip_install --upgrade "pip>=24"
+  pip_install -c constraints.txt -e '.[ops,dev]'
+  rm -f "$pip_log"
   .venv/bin/python -c 'import helios, invoke, fabric, ansible, molecule' >/dev/null
   rm -f .venv/.helios-deps-*
   touch "$stamp"
