@@ -126,7 +126,8 @@ def ramp_decision(*, stage: CurrentStage | None, to_zar: Decimal, now: datetime,
 
 
 def _hours(delta: timedelta) -> str:
-    return f"{delta.total_seconds() / 3600:.1f} h"
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 @dataclass(frozen=True)
