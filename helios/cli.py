@@ -222,13 +222,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _starting_capital(journal: Journal, settings: Settings) -> Decimal:
-    from helios.reconcile import STARTING_BALANCES_KEY, decode_balances
-
-    recorded = journal.get_meta(STARTING_BALANCES_KEY)
-    return decode_balances(recorded).get("ZAR", Decimal(0)) if recorded else settings.helios_paper_starting_zar
-
-
 def _open_existing_journal(settings: Settings) -> Journal:
     path = journal_path(settings.helios_state_dir, settings.mode)
     if not path.exists():
@@ -238,7 +231,7 @@ def _open_existing_journal(settings: Settings) -> Journal:
 
 # --- rollout (issue 12): report windows, ramp, attest ------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from helios.report import build_report, render_report
+    from helios.report import build_report, render_report, starting_capital
 
     settings = _settings(args)
     if args.restarts < 0:
@@ -254,7 +247,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     journal = _open_existing_journal(settings)
     try:
         report = build_report(journal, window_name=args.window, now=until,
-                              capital_zar=_starting_capital(journal, settings), restarts=args.restarts)
+                              capital_zar=starting_capital(journal, settings.helios_paper_starting_zar),
+                              restarts=args.restarts)
     finally:
         journal.close()
     _print(report, args.json, render_report(report))

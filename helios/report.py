@@ -35,11 +35,18 @@ from helios.metrics import (
     phase_for_stage,
 )
 from helios.models import OrderStatus
+from helios.reconcile import STARTING_BALANCES_KEY, decode_balances
 from helios.redflags import RedFlagConfig, RedFlagFacts, evaluate_red_flags
 from helios.stages import CurrentStage, RampFacts, StageConfig, current_stage
 
 WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
 BALANCE_EVENTS = ("balance_check", "balance_mismatch")
+
+
+def starting_capital(journal: Journal, default_zar: Decimal) -> Decimal:
+    """The ZAR recorded at go-live (balance reconciliation's starting point), else ``default_zar``."""
+    recorded = journal.get_meta(STARTING_BALANCES_KEY)
+    return decode_balances(recorded).get("ZAR", Decimal(0)) if recorded else default_zar
 
 
 def window_ending(name: str, now: datetime) -> Window:
