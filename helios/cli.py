@@ -251,8 +251,41 @@ def cmd_report(args: argparse.Namespace) -> int:
                               restarts=args.restarts)
     finally:
         journal.close()
+    if args.save_dir is not None:
+        _save_report(report, args.save_dir, until)
     _print(report, args.json, render_report(report))
+    if args.alert:
+        _alert_report(settings, report)
     return EXIT_OK if report["passed"] else EXIT_FAILED
+
+
+def _save_report(report: dict[str, Any], directory: Path, at: datetime) -> None:
+    """``<window>-<UTC time>.json`` plus ``latest-<window>.json``, each written whole (temp file + rename)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, default=str) + "\n"
+    stamp = at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for name in (f"{report['window']}-{stamp}.json", f"latest-{report['window']}.json"):
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(directory / name)
+
+
+def _alert_report(settings: Settings, report: dict[str, Any]) -> None:
+    """The report's summary through ALERT_URLS: info when it passed, critical when a threshold failed."""
+    from helios.alerts import Alerter, parse_alert_urls
+
+    urls = parse_alert_urls(None if settings.alert_urls is None else settings.alert_urls.get_secret_value())
+    alerter = Alerter(urls, service=f"helios-{settings.mode.value.lower()}")
+    failing = [c["name"] for c in report["checks"] if c["outcome"] == "fail"]
+    summary = {"window": report["window"], "passed": report["passed"], "phase": report["phase"],
+               "trades": report["trades"], "win_rate_pct": report["win_rate_pct"],
+               "max_drawdown_pct": report["max_drawdown_pct"], "failed_checks": failing,
+               "red_flags": [f["reason"] for f in report["red_flags"]]}
+    alerter.send("info" if report["passed"] else "critical",
+                 f"{report['window']} report: {'pass' if report['passed'] else 'FAIL'}", summary)
+    alerter.close()
+    if alerter.failed:
+        raise CliError(f"report alert: {alerter.failed} destination(s) failed")
 
 
 def cmd_ramp(args: argparse.Namespace) -> int:
@@ -393,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", choices=["day", "week", "month"], default="week")
     p.add_argument("--restarts", type=int, default=0, help="service restarts in the window (systemd NRestarts)")
     p.add_argument("--until", default=None, help="end the window at this ISO 8601 time (default: now)")
+    p.add_argument("--save-dir", type=Path, default=None, help="also store the report (JSON) in this directory")
+    p.add_argument("--alert", action="store_true", help="send the report's summary through ALERT_URLS")
     p.set_defaults(func=cmd_report)
     p = add("ramp", "move to another capital stage (refused unless the current stage earned it)")
     p.add_argument("--to", required=True, help="the new stage's capital in ZAR")
