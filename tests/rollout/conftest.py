@@ -41,3 +41,6 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     j = Journal.open(tmp_path / "state", Mode.LIVE)
     yield j
     j.close()
+
+
+from tests.service.conftest import make_rig  # noqa: E402,F401  (the engine rig fixture, for the fee tests)
