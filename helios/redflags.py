@@ -128,3 +128,19 @@ def evaluate_red_flags(facts: RedFlagFacts, cfg: RedFlagConfig | None = None) ->
     """Every rule that fires, in the table's order. The engine hook: HALT + critical alert for HALT flags."""
     config = cfg or RedFlagConfig()
     return [flag for rule in RULES if (flag := rule(facts, config)) is not None]
+
+
+@dataclass
+class RedFlagLatch:
+    """Acts once per flag: the engine's tick feeds every evaluation in and gets back only the flags that are new
+    since the last ``reset`` (call it on resume), so a flag halts and alerts once, not every minute."""
+
+    latched: set[str] = field(default_factory=set)
+
+    def update(self, flags: Sequence[RedFlag]) -> list[RedFlag]:
+        new = [f for f in flags if f.name not in self.latched]
+        self.latched.update(f.name for f in new)
+        return new
+
+    def reset(self) -> None:
+        self.latched.clear()

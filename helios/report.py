@@ -36,7 +36,7 @@ from helios.metrics import (
 )
 from helios.models import OrderStatus
 from helios.reconcile import STARTING_BALANCES_KEY, decode_balances
-from helios.redflags import RedFlagConfig, RedFlagFacts, evaluate_red_flags
+from helios.redflags import RedFlag, RedFlagConfig, RedFlagFacts, evaluate_red_flags
 from helios.stages import CurrentStage, RampFacts, StageConfig, current_stage
 
 WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
@@ -135,6 +135,12 @@ def red_flag_facts(journal: Journal, window: Window, *, restarts: int = 0) -> Re
         unknown_fills=len(journal.events_between(("unknown_fill",), since.start, since.end)),
         restarts=restarts,
     )
+
+
+def current_red_flags(journal: Journal, now: datetime, *, restarts: int = 0, window_name: str = "week",
+                      cfg: RedFlagConfig | None = None) -> list[RedFlag]:
+    """The engine hook: the red flags firing now over the window (facts since the last resume)."""
+    return evaluate_red_flags(red_flag_facts(journal, window_ending(window_name, now), restarts=restarts), cfg)
 
 
 @dataclass(frozen=True)

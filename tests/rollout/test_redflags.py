@@ -122,3 +122,20 @@ def test_the_thresholds_are_configurable() -> None:
     assert evaluate_red_flags(facts) == []
     cfg = RedFlagConfig(restarts=1, failed_orders=1)
     assert [f.name for f in evaluate_red_flags(facts, cfg)] == ["orders_not_executing", "repeated_crashes"]
+
+
+def test_the_engine_hook_reports_each_flag_once_until_a_resume(journal: Journal) -> None:
+    from helios.redflags import RedFlagLatch
+    from helios.report import current_red_flags
+
+    latch = RedFlagLatch()
+    assert latch.update(current_red_flags(journal, at(hours=1))) == []
+    journal.record_event("unknown_fill", {"trade_id": "m1"}, at(hours=1))
+    first = latch.update(current_red_flags(journal, at(hours=2)))
+    assert [f.name for f in first] == ["unknown_activity"]
+    assert latch.update(current_red_flags(journal, at(hours=3))) == []  # still firing: already acted on
+    latch.reset()  # the operator resumed
+    journal.record_event("resume", {"reason": "adopted the manual trade"}, at(hours=4))
+    assert latch.update(current_red_flags(journal, at(hours=5))) == []
+    journal.record_event("unknown_fill", {"trade_id": "m2"}, at(hours=6))
+    assert [f.name for f in latch.update(current_red_flags(journal, at(hours=7)))] == ["unknown_activity"]
