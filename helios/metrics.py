@@ -17,6 +17,8 @@ The operator plan's "SUCCESS METRICS", per window:
   "no data", never a pass.
 * **monthly profitability** - P&L change of each calendar month the window touches; profitable when every one > 0.
 * **system reliability** - share of the window's minutes that have a heartbeat (``heartbeats``), in percent.
+* **fees and slippage** - fees of the window's fills in ZAR, and slippage: each fill against its order's reference
+  price (the limit price, or the touch when a market order was decided), in ZAR and in basis points of the notional.
 * **P&L accuracy against VALR** - balance reconciliations in the window: accurate when at least one ran and none
   found a difference beyond the tolerance.
 """
@@ -64,6 +66,17 @@ class EquityPoint:
         return self.capital_zar + self.pnl_zar
 
 
+@dataclass(frozen=True)
+class FillCost:
+    """One fill with the price the order was decided at (the limit, or the touch for a market order)."""
+
+    side: str  # "BUY" / "SELL"
+    price: Decimal
+    quantity: Decimal
+    reference_price: Decimal
+    fee_zar: Decimal
+
+
 # --- the metrics --------------------------------------------------------------------------------------------------
 def win_rate_pct(trades: Sequence[ClosedTrade]) -> Decimal | None:
     if not trades:
@@ -75,6 +88,20 @@ def average_trade_pnl(trades: Sequence[ClosedTrade]) -> Decimal | None:
     if not trades:
         return None
     return sum((t.pnl_zar for t in trades), Decimal(0)) / len(trades)
+
+
+def slippage_zar(fills: Sequence[FillCost]) -> Decimal:
+    """What fills cost against their reference price, in ZAR (positive = worse than the reference)."""
+    total = Decimal(0)
+    for f in fills:
+        if f.reference_price > 0:
+            total += (f.price - f.reference_price) * f.quantity * (1 if f.side == "BUY" else -1)
+    return total
+
+
+def slippage_bps(fills: Sequence[FillCost]) -> Decimal | None:
+    notional = sum((f.reference_price * f.quantity for f in fills if f.reference_price > 0), Decimal(0))
+    return None if notional == 0 else slippage_zar(fills) / notional * 10_000
 
 
 def _step_return(previous: EquityPoint, current: EquityPoint) -> Decimal:
@@ -227,6 +254,7 @@ class WindowFacts:
     balance_mismatches: int
     failed_orders: int
     crashes: int
+    fills: Sequence[FillCost] = ()
 
 
 @dataclass(frozen=True)
@@ -254,6 +282,9 @@ def compute_metrics(facts: WindowFacts) -> dict[str, Any]:
         "sharpe": sharpe_ratio(returns),
         "monthly_pnl_zar": monthly_pnl(facts.equity),
         "reliability_pct": reliability_pct(facts.heartbeat_minutes, facts.window),
+        "fees_zar": sum((f.fee_zar for f in facts.fills), Decimal(0)),
+        "slippage_zar": slippage_zar(facts.fills),
+        "slippage_bps": slippage_bps(facts.fills),
         "balance_checks": facts.balance_checks,
         "balance_mismatches": facts.balance_mismatches,
         "failed_orders": facts.failed_orders,

@@ -25,6 +25,7 @@ from helios.metrics import (
     JOHANNESBURG,
     ClosedTrade,
     EquityPoint,
+    FillCost,
     Outcome,
     Thresholds,
     Window,
@@ -75,6 +76,18 @@ def realised_equity(trades: list[ClosedTrade], window: Window, capital_zar: Deci
     return points
 
 
+def _fill_costs(journal: Journal, window: Window) -> list[FillCost]:
+    out = []
+    for row in journal.all_fills():
+        if not window.contains(datetime.fromisoformat(row["traded_at"])):
+            continue
+        order = journal.get_order(row["customer_order_id"]) if row["customer_order_id"] else None
+        price = Decimal(row["price"])
+        out.append(FillCost(row["side"], price, Decimal(row["quantity"]),
+                            order.reference_price if order is not None else price, Decimal(row["fee_zar"])))
+    return out
+
+
 def _failed_orders(journal: Journal, window: Window) -> int:
     failed = sum(1 for o in journal.orders(limit=100_000)
                  if o.status is OrderStatus.FAILED and window.contains(o.updated_at))
@@ -113,6 +126,7 @@ def collect_window_facts(journal: Journal, window: Window, *, restarts: int = 0,
         heartbeat_minutes=frozenset(journal.heartbeat_minutes(window.start, window.end)),
         balance_checks=len(balance), balance_mismatches=sum(1 for e in balance if e["kind"] == "balance_mismatch"),
         failed_orders=_failed_orders(journal, window), crashes=_crashes(journal, window) + restarts,
+        fills=_fill_costs(journal, window),
     )
 
 
@@ -243,6 +257,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"marked P&L           R{m['marked_pnl_zar'] or '-'}  max drawdown {m['max_drawdown_pct'] or '-'}%  "
         f"Sharpe {m['sharpe'] or '-'}",
         f"reliability          {m['reliability_pct'] or '-'}%",
+        f"fees / slippage      R{m['fees_zar']} / R{m['slippage_zar']} ({m['slippage_bps'] or '-'} bps)",
         "checks:",
         *(f"  {c['outcome'].upper():8} {c['name']}: {c['detail']}" for c in report["checks"]),
     ]

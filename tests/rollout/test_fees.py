@@ -48,3 +48,26 @@ def test_a_buy_fee_taken_in_the_coin_is_reconciled() -> None:
     result = compare_balances(implied_balances({"ZAR": D(20_000)}, [{**fills[0], "fee": "0"}, fills[1]]), exchange,
                               {"BTC": D(1_010_000)}, D(5))
     assert not result.ok and result.differences == {"BTC": "-0.0001"}
+
+
+def test_slippage_per_fill_against_the_reference_price_is_reported(make_rig: RigFactory) -> None:
+    from datetime import timedelta
+
+    from helios.metrics import Window, compute_metrics
+    from helios.report import collect_window_facts
+
+    rig = make_rig({"BTCZAR": [1_000_000, 985_000, 1_012_000, 1_012_000, 1_012_000]},
+                   HELIOS_PAPER_MAKER_FEE_PCT="0.5", HELIOS_PAPER_TAKER_FEE_PCT="1", HELIOS_PAPER_SLIPPAGE_BPS="50",
+                   MAX_POSITION_SIZE_ZAR="5000", MAX_PORTFOLIO_RISK_PCT="100")
+    rig.strategy.pending.append(Signal(pair="BTCZAR", side=Side.BUY, quantity=D("0.001"), limit_price=D(990_000),
+                                       stop_loss=D(970_000), take_profit=D(1_010_000), reason="slippage test"))
+    rig.step(5)
+    m = compute_metrics(collect_window_facts(rig.journal, Window(rig.clock.now - timedelta(hours=1),
+                                                                 rig.clock.now + timedelta(seconds=1))))
+    # entry: limit fill at its limit (reference 990,000): no slippage. Exit: market SELL decided at the bid
+    # 1,012,000, filled 50 bps lower at 1,006,940: (1,012,000 - 1,006,940) x 0.001 = R5.06
+    assert m["slippage_zar"] == D("5.06")
+    assert round(m["slippage_bps"], 4) == round(D("5.06") / (D(990) + D(1012)) * 10_000, 4)
+    # fees: maker 0.5 % of R990 = 4.95; taker 1 % of R1,006.94 = 10.07 (to the cent)
+    assert m["fees_zar"] == D("15.02")
+    assert D(rig.journal.trades()[0]["realised_pnl_zar"]) == D("16.94") - D("15.02")
