@@ -436,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
     p.set_defaults(func=cmd_ramp)
     p = add("attest", "record a sign-off (code-review, emergency-contacts, manual-test-trade, weekly-review, ...)")
-    p.add_argument("item")
+    from helios.attest import ITEMS
+
+    p.add_argument("item", help="one of: " + ", ".join(ITEMS))
     p.add_argument("--by", required=True)
     p.add_argument("--note", default="")
     p.set_defaults(func=cmd_attest)
