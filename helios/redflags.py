@@ -18,7 +18,7 @@ The daily loss limit keeps its contract rule (REDUCING: no new entries, exits st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -144,3 +144,17 @@ class RedFlagLatch:
 
     def reset(self) -> None:
         self.latched.clear()
+
+
+def act_on_red_flags(new_flags: Sequence[RedFlag], *, halt: Callable[[str], object], reduce: Callable[[str], object],
+                     alert: Callable[[str, str, dict[str, Any]], None]) -> None:
+    """The plan's action for each newly fired flag: a critical alert, then HALTED (or REDUCING for the daily loss).
+
+    The engine passes its own callables (``halt``: the emergency stop with this reason; ``reduce``: the REDUCING
+    transition; ``alert``: ``Alerter.send``), so the trading state keeps its one writer."""
+    for flag in new_flags:
+        alert("critical", f"RED FLAG {flag.name}: {flag.action.value}", flag.to_json())
+        if flag.action is Action.HALT:
+            halt(f"red flag {flag.name}: {flag.reason}")
+        else:
+            reduce(f"red flag {flag.name}: {flag.reason}")

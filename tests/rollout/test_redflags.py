@@ -3,8 +3,10 @@ restart earlier - with a named reason and the plan's action (HALT; the daily los
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from helios.journal import Journal, OrderRecord
 from helios.metrics import Window
@@ -139,3 +141,36 @@ def test_the_engine_hook_reports_each_flag_once_until_a_resume(journal: Journal)
     assert latch.update(current_red_flags(journal, at(hours=5))) == []
     journal.record_event("unknown_fill", {"trade_id": "m2"}, at(hours=6))
     assert [f.name for f in latch.update(current_red_flags(journal, at(hours=7)))] == ["unknown_activity"]
+
+
+def test_a_fired_flag_halts_the_journal_state_and_alerts_once(journal: Journal, tmp_path: Path) -> None:
+    """The path the engine's tick takes: evaluate -> latch -> act (HALTED through the state's writer + alert)."""
+    from helios.alerts import Alerter
+    from helios.models import TradingState
+    from helios.redflags import RedFlagLatch, act_on_red_flags
+    from helios.report import current_red_flags
+
+    alerts = tmp_path / "alerts.jsonl"
+    alerter = Alerter([f"file://{alerts}"])
+    latch = RedFlagLatch()
+    reduced: list[str] = []
+
+    def tick(now: datetime) -> None:
+        act_on_red_flags(latch.update(current_red_flags(journal, now)),
+                         halt=lambda why: journal.record_state(TradingState.HALTED, why, "engine", now),
+                         reduce=reduced.append, alert=alerter.send)
+
+    for i in range(9):
+        add_trade(journal, -1, at(hours=i))
+        tick(at(hours=i, minutes=1))
+    assert journal.read_state() is TradingState.ACTIVE  # nine losing trades: not one trade earlier
+    add_trade(journal, -1, at(hours=9))
+    tick(at(hours=9, minutes=1))
+    tick(at(hours=9, minutes=2))
+    alerter.close()
+    assert journal.read_state() is TradingState.HALTED
+    assert journal.last_state_change()["reason"] == (  # type: ignore[index]
+        "red flag win_rate: win rate 0.0% over 10 trades is below 40%")
+    sent = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert [(s["type"], s["title"]) for s in sent] == [("failure", "Helios critical: RED FLAG win_rate: HALT")]
+    assert reduced == []
