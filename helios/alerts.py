@@ -32,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 import apprise
 from apprise.decorators import notify as apprise_plugin
 
+from helios.config import ConfigError
+
 log = logging.getLogger("helios.alerts")
 
 _apprise_log = logging.getLogger("apprise")
@@ -45,8 +47,8 @@ LEVELS: dict[str, apprise.NotifyType] = {
 }
 
 
-class AlertError(Exception):
-    pass
+class AlertError(ConfigError):
+    """A bad ALERT_URLS entry: a configuration error (one line, exit 2, before anything else starts)."""
 
 
 def _file_destination(body: str, title: str, notify_type: str, meta: dict[str, Any], *args: Any,

@@ -245,3 +245,17 @@ def test_helios_alert_command_uses_the_service_destinations(tmp_path: Path, rece
     bad = subprocess.run([sys.executable, "-m", "helios.cli", "alert", "--title", "x", "--detail-json", "[1]"],
                          capture_output=True, text=True, env=env, check=False, timeout=60)
     assert bad.returncode == 2 and "--detail-json" in bad.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["alert", "--title", "x"]])
+def test_a_destination_apprise_refuses_is_one_configuration_line_not_a_traceback(tmp_path: Path,
+                                                                                 command: list[str]) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HELIOS_STATE_DIR": str(tmp_path / "state"), "HELIOS_API_PORT": str(free_port()),
+           "ALERT_URLS": "https://user:HOOKSECRET@alerts.example/hook"}
+    result = subprocess.run([sys.executable, "-m", "helios.cli", *command], capture_output=True, text=True, env=env,
+                            check=False, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "helios: configuration error: ALERT_URLS: apprise cannot use this destination (scheme 'https'); "
+        "see https://github.com/caronc/apprise/wiki for the URL formats"]
+    assert "HOOKSECRET" not in result.stderr + result.stdout
