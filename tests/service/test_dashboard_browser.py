@@ -111,14 +111,21 @@ def test_dashboard_shows_the_service_and_its_emergency_stop_button_works(
 
 
 # --- rollout (issue 12): charts, stage, red flags and success metrics ----------------------------------------------
-@pytest.fixture
-def rollout(tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
+@pytest.fixture(params=["PAPER", "LIVE"])
+def rollout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
     from helios.api_rollout import create_rollout_router
+    from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
     from tests.rollout.conftest import add_trade
 
     port = free_port()
-    settings = load_settings(base_env(tmp_path / "state", HELIOS_API_PORT=port, HELIOS_TICK_SECONDS="0.2",
-                                      HELIOS_MAX_TICKER_AGE_SECONDS="100000"))
+    env = base_env(tmp_path / "state", HELIOS_API_PORT=port, HELIOS_TICK_SECONDS="0.2",
+                   HELIOS_MAX_TICKER_AGE_SECONDS="100000")
+    double = None
+    if request.param == "LIVE":  # against the exchange double on loopback
+        double = ExchangeDouble(port=0).start()
+        env.update(TRADING_MODE="LIVE", ENABLE_PAPER_TRADING="false", VALR_API_KEY=DEFAULT_KEY,
+                   VALR_API_SECRET=DEFAULT_SECRET, VALR_BASE_URL=double.url)
+    settings = load_settings(env)
     runtime = build_runtime(settings, market=ScriptedMarketData({"BTCZAR": [Decimal(1_000_000)]}),
                             strategy=ScriptedStrategy())
     runtime.engine.start_up()
@@ -140,6 +147,8 @@ def rollout(tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
         server.stop()
         runtime.client.close()
         runtime.journal.close()
+        if double is not None:
+            double.stop()
 
 
 def test_dashboard_draws_equity_drawdown_and_daily_pnl_and_shows_stage_flags_and_metrics(
@@ -148,11 +157,12 @@ def test_dashboard_draws_equity_drawdown_and_daily_pnl_and_shows_stage_flags_and
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    _, url = rollout
+    runtime, url = rollout
     driver = chrome(tmp_path)
     wait = WebDriverWait(driver, 15)
     try:
         driver.get(url + "/dashboard.html")
+        wait.until(lambda d: d.find_element(By.ID, "mode").text == runtime.settings.mode.value)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#equity-chart canvas"))
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#pnl-chart canvas"))
         driver.save_screenshot(str(tmp_path / "dashboard-rollout.png"))
