@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from helios import __version__
 from helios.api_edge import EdgeGuard, EdgePolicy
+from helios.api_rollout import create_rollout_router
 from helios.engine import ResumeRefused
 from helios.gates import GATE_NAMES
 from helios.models import TradingState
@@ -124,6 +125,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/dashboard.html", response_class=HTMLResponse)
     def dashboard() -> str:
         return resources.files("helios").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+
+    app.include_router(create_rollout_router(runtime))  # /api/rollout and the vendored chart library
 
     @app.get("/static/dashboard.js", include_in_schema=False)
     def dashboard_js() -> Response:

@@ -5,7 +5,10 @@
     helios status [--json]           ask the running service
     helios emergency-stop [--reason R] [--direct]
     helios resume --reason R [--direct]
-    helios report [--json]           success metrics from the journal
+    helios report [--window day|week|month] [--restarts N] [--json]
+                                     windowed success metrics and red flags (exit 1 when a threshold fails)
+    helios ramp --to ZAR --reason R  next capital stage (refused unless every condition holds)
+    helios attest ITEM --by NAME [--note N]   record a sign-off
     helios audit [--json]            pre-live audit
     helios journal-info [--json]     journal schema and row counts (deploy and rollback checks)
 
@@ -23,6 +26,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -218,22 +222,129 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from helios.report import success_report
-
-    settings = _settings(args)
+def _open_existing_journal(settings: Settings) -> Journal:
     path = journal_path(settings.helios_state_dir, settings.mode)
     if not path.exists():
         raise CliError(f"no {settings.mode.value} journal at {path}")
-    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    return Journal.open(settings.helios_state_dir, settings.mode)
+
+
+# --- rollout (issue 12): report windows, ramp, attest ------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from helios.report import build_report, render_report, starting_capital
+
+    settings = _settings(args)
+    if args.restarts < 0:
+        raise CliError("--restarts: must be >= 0", EXIT_CONFIG)
+    until = datetime.now(UTC)
+    if args.until is not None:
+        try:
+            until = datetime.fromisoformat(args.until)
+        except ValueError:
+            raise CliError(f"--until: not an ISO 8601 time ({args.until!r})", EXIT_CONFIG) from None
+        if until.tzinfo is None:
+            raise CliError("--until: needs a timezone, e.g. 2026-11-24T00:00:00+02:00", EXIT_CONFIG)
+    journal = _open_existing_journal(settings)
     try:
-        report = success_report(journal, settings)
+        report = build_report(journal, window_name=args.window, now=until,
+                              capital_zar=starting_capital(journal, settings.helios_paper_starting_zar),
+                              restarts=args.restarts)
     finally:
         journal.close()
-    from helios.report import render_report
-
+    if args.save_dir is not None:
+        _save_report(report, args.save_dir, until)
     _print(report, args.json, render_report(report))
+    if args.alert:
+        _alert_report(settings, report)
+    return EXIT_OK if report["passed"] else EXIT_FAILED
+
+
+def _save_report(report: dict[str, Any], directory: Path, at: datetime) -> None:
+    """``<window>-<UTC time>.json`` plus ``latest-<window>.json``, each written whole (temp file + rename)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, default=str) + "\n"
+    stamp = at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for name in (f"{report['window']}-{stamp}.json", f"latest-{report['window']}.json"):
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(directory / name)
+
+
+def _alert_report(settings: Settings, report: dict[str, Any]) -> None:
+    """The report's summary through ALERT_URLS: info when it passed, critical when a threshold failed."""
+    from helios.alerts import Alerter, parse_alert_urls
+
+    urls = parse_alert_urls(None if settings.alert_urls is None else settings.alert_urls.get_secret_value())
+    alerter = Alerter(urls, service=f"helios-{settings.mode.value.lower()}")
+    failing = [c["name"] for c in report["checks"] if c["outcome"] == "fail"]
+    summary = {"window": report["window"], "passed": report["passed"], "phase": report["phase"],
+               "trades": report["trades"], "win_rate_pct": report["win_rate_pct"],
+               "max_drawdown_pct": report["max_drawdown_pct"], "failed_checks": failing,
+               "red_flags": [f["reason"] for f in report["red_flags"]]}
+    alerter.send("info" if report["passed"] else "critical",
+                 f"{report['window']} report: {'pass' if report['passed'] else 'FAIL'}", summary)
+    alerter.close()
+    if alerter.failed:
+        raise CliError(f"report alert: {alerter.failed} destination(s) failed")
+
+
+def cmd_ramp(args: argparse.Namespace) -> int:
+    from helios.report import ramp_facts
+    from helios.stages import Accept, RampFacts, StageConfig, current_stage, ramp_decision
+
+    settings = _settings(args)
+    if not args.reason.strip():
+        raise CliError("--reason: must not be empty", EXIT_CONFIG)
+    try:
+        to_zar = Decimal(args.to)
+    except ArithmeticError:
+        raise CliError(f"--to: not an amount in ZAR ({args.to!r})", EXIT_CONFIG) from None
+    if not to_zar.is_finite() or to_zar <= 0:
+        raise CliError(f"--to: must be a positive amount in ZAR ({args.to!r})", EXIT_CONFIG)
+    drop_to_state_owner(settings.helios_state_dir)
+    journal = _open_existing_journal(settings)
+    try:
+        now = datetime.now(UTC)
+        cfg = StageConfig()
+        stage = current_stage([(limit, at) for limit, at, _, _ in journal.capital_stages()])
+        facts = RampFacts() if stage is None else ramp_facts(journal, stage, now, restarts=args.restarts, cfg=cfg)
+        decision = ramp_decision(stage=stage, to_zar=to_zar, now=now, facts=facts, cfg=cfg)
+        if not isinstance(decision, Accept):
+            data = {"accepted": False, "to_zar": str(to_zar), "refused": [
+                {"condition": name, "detail": detail} for name, detail in decision.reasons]}
+            _print(data, args.json, f"ramp to R{to_zar} REFUSED:\n" + "\n".join(
+                f"  {name}: {detail}" for name, detail in decision.reasons))
+            return EXIT_FAILED
+        journal.record_stage(to_zar, args.reason, args.actor, now)
+    finally:
+        journal.close()
+    previous = None if stage is None else str(stage.limit_zar)
+    _print({"accepted": True, "to_zar": str(to_zar), "previous_zar": previous}, args.json,
+           f"capital stage {('R' + previous) if previous else '(none)'} -> R{to_zar}")
     return EXIT_OK
+
+
+def cmd_attest(args: argparse.Namespace) -> int:
+    from helios.attest import AttestError, validate_item
+
+    settings = _settings(args)
+    try:
+        item = validate_item(args.item)
+    except AttestError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+    if not args.by.strip():
+        raise CliError("--by: must name who signs off", EXIT_CONFIG)
+    drop_to_state_owner(settings.helios_state_dir)
+    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    try:
+        now = datetime.now(UTC)
+        journal.record_signoff(item, args.by.strip(), args.note, now)
+    finally:
+        journal.close()
+    _print({"item": item, "by": args.by.strip(), "note": args.note, "at": now.isoformat()}, args.json,
+           f"signed off: {item} by {args.by.strip()} at {now.isoformat()}")
+    return EXIT_OK
+# --- end rollout ---------------------------------------------------------------------------------------------------
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -310,7 +421,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
     p.add_argument("--direct", action="store_true", help="write the journal (service must be stopped)")
     p.set_defaults(func=cmd_resume)
-    add("report", "success metrics from the journal").set_defaults(func=cmd_report)
+    # --- rollout (issue 12) ---
+    p = add("report", "success metrics and red flags over a window (non-zero exit when a threshold fails)")
+    p.add_argument("--window", choices=["day", "week", "month"], default="week")
+    p.add_argument("--restarts", type=int, default=0, help="service restarts in the window (systemd NRestarts)")
+    p.add_argument("--until", default=None, help="end the window at this ISO 8601 time (default: now)")
+    p.add_argument("--save-dir", type=Path, default=None, help="also store the report (JSON) in this directory")
+    p.add_argument("--alert", action="store_true", help="send the report's summary through ALERT_URLS")
+    p.set_defaults(func=cmd_report)
+    p = add("ramp", "move to another capital stage (refused unless the current stage earned it)")
+    p.add_argument("--to", required=True, help="the new stage's capital in ZAR")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--restarts", type=int, default=0, help="service restarts during the stage (systemd NRestarts)")
+    p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
+    p.set_defaults(func=cmd_ramp)
+    p = add("attest", "record a sign-off (code-review, emergency-contacts, manual-test-trade, weekly-review, ...)")
+    from helios.attest import ITEMS
+
+    p.add_argument("item", help="one of: " + ", ".join(ITEMS))
+    p.add_argument("--by", required=True)
+    p.add_argument("--note", default="")
+    p.set_defaults(func=cmd_attest)
+    # --- end rollout ---
     add("audit", "pre-live audit").set_defaults(func=cmd_audit)
     add("journal-info", "journal schema versions and readability").set_defaults(func=cmd_journal_info)
     p = add("alert", "send one alert through ALERT_URLS")

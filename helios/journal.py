@@ -35,7 +35,7 @@ from helios.models import (
 )
 from helios.sqlite import connect, transaction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 4
 
 # version -> (min_reader_version, statements)
 MIGRATIONS: dict[int, tuple[int, tuple[str, ...]]] = {
@@ -126,6 +126,35 @@ MIGRATIONS: dict[int, tuple[int, tuple[str, ...]]] = {
                 at TEXT NOT NULL
             )""",
             "CREATE INDEX events_kind ON events(kind)",
+        ),
+    ),
+    # --- rollout (issue 12): heartbeat history, marked-equity curve, capital stages, sign-offs -------------------
+    4: (
+        1,  # only new tables: releases reading v1 still read and write everything they know
+        (
+            "CREATE TABLE heartbeats (minute TEXT PRIMARY KEY)",  # UTC minute with at least one engine heartbeat
+            """CREATE TABLE equity_snapshots (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at TEXT NOT NULL,
+                capital_zar TEXT NOT NULL,
+                pnl_zar TEXT NOT NULL
+            )""",
+            "CREATE INDEX equity_snapshots_at ON equity_snapshots(at)",
+            """CREATE TABLE capital_stages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                limit_zar TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                at TEXT NOT NULL
+            )""",
+            """CREATE TABLE signoffs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                item TEXT NOT NULL,
+                by TEXT NOT NULL,
+                note TEXT NOT NULL,
+                at TEXT NOT NULL
+            )""",
+            "CREATE INDEX signoffs_item ON signoffs(item)",
         ),
     ),
 }
@@ -604,3 +633,55 @@ class Journal:
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as cur:
             cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # === rollout (issue 12, migration 4): heartbeat history, equity curve, capital stages, sign-offs ============
+    def record_heartbeat(self, now: datetime) -> None:
+        """Mark ``now``'s UTC minute as having a heartbeat (idempotent: one row per minute)."""
+        minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+        with self._tx() as cur:
+            cur.execute("INSERT OR IGNORE INTO heartbeats(minute) VALUES (?)", (_ts(minute),))
+
+    def heartbeat_minutes(self, since: datetime, until: datetime) -> set[datetime]:
+        rows = self._query("SELECT minute FROM heartbeats WHERE minute >= ? AND minute < ?", (_ts(since), _ts(until)))
+        return {_parse_ts(r[0]) for r in rows}
+
+    def record_equity(self, now: datetime, capital_zar: Decimal, pnl_zar: Decimal) -> None:
+        """One point of the marked-equity curve: capital baseline and realised + unrealised P&L (net of fees)."""
+        with self._tx() as cur:
+            cur.execute("INSERT INTO equity_snapshots(at, capital_zar, pnl_zar) VALUES (?, ?, ?)",
+                        (_ts(now), str(capital_zar), str(pnl_zar)))
+
+    def equity_snapshots(self, since: datetime, until: datetime) -> list[tuple[datetime, Decimal, Decimal]]:
+        """(at, capital_zar, pnl_zar) in time order, ``since`` <= at < ``until``."""
+        rows = self._query("SELECT at, capital_zar, pnl_zar FROM equity_snapshots WHERE at >= ? AND at < ?"
+                           " ORDER BY at, id", (_ts(since), _ts(until)))
+        return [(_parse_ts(r[0]), Decimal(r[1]), Decimal(r[2])) for r in rows]
+
+    def record_stage(self, limit_zar: Decimal, reason: str, actor: str, now: datetime) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO capital_stages(limit_zar, reason, actor, at) VALUES (?, ?, ?, ?)",
+                        (str(limit_zar), reason, actor, _ts(now)))
+            cur.execute("INSERT INTO events(kind, detail, at) VALUES ('capital_stage', ?, ?)",
+                        (json.dumps({"limit_zar": str(limit_zar), "reason": reason, "actor": actor}), _ts(now)))
+
+    def capital_stages(self) -> list[tuple[Decimal, datetime, str, str]]:
+        """Every stage entered, oldest first: (limit_zar, entered_at, reason, actor)."""
+        rows = self._query("SELECT limit_zar, at, reason, actor FROM capital_stages ORDER BY id")
+        return [(Decimal(r[0]), _parse_ts(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    def record_signoff(self, item: str, by: str, note: str, now: datetime) -> None:
+        with self._tx() as cur:
+            cur.execute("INSERT INTO signoffs(item, by, note, at) VALUES (?, ?, ?, ?)", (item, by, note, _ts(now)))
+
+    def signoffs(self) -> list[tuple[str, str, str, datetime]]:
+        """Every sign-off, oldest first: (item, by, note, at)."""
+        rows = self._query("SELECT item, by, note, at FROM signoffs ORDER BY id")
+        return [(str(r[0]), str(r[1]), str(r[2]), _parse_ts(r[3])) for r in rows]
+
+    def events_between(self, kinds: tuple[str, ...], since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Events of the given kinds with ``since`` <= at < ``until``, oldest first, detail decoded."""
+        marks = ",".join("?" * len(kinds))
+        rows = self._query(f"SELECT * FROM events WHERE kind IN ({marks}) AND at >= ? AND at < ?"  # noqa: S608
+                           " ORDER BY id", (*kinds, _ts(since), _ts(until)))
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+    # === end rollout block =======================================================================================

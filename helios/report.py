@@ -1,86 +1,270 @@
-"""Success metrics from the journal: the operator plan's "SUCCESS METRICS" and "Red Flags", machine-checked."""
+"""Reports: read one window's facts from the journal, then hand them to the pure modules.
+
+``helios.metrics`` computes the plan's success metrics and checks the phase's thresholds, ``helios.redflags`` the
+red flags, ``helios.stages`` the ramp decision. This module is the only one of them that reads the journal.
+
+Windows end now: ``day`` = the last 24 h, ``week`` = 7 days, ``month`` = 30 days. The thresholds are those of the
+current capital stage's phase (stage 1: week 1, stage 2: weeks 2-4, later: month 2+).
+
+Facts the engine journals (the lead wires the writers): ``heartbeats`` (``Journal.record_heartbeat`` each tick),
+``equity_snapshots`` (``Journal.record_equity``), events ``balance_check`` (a clean balance reconciliation),
+``balance_mismatch``, ``reconciliation``, ``unknown_fill``, ``order_lost``, ``start``/``shutdown``, ``resume`` and
+``red_flag`` (each flag that fired).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from helios.config import Settings
-from helios.engine import JOHANNESBURG
+from helios.attest import missing_signoffs
 from helios.journal import Journal
+from helios.metrics import (
+    JOHANNESBURG,
+    ClosedTrade,
+    EquityPoint,
+    FillCost,
+    Outcome,
+    Thresholds,
+    Window,
+    WindowFacts,
+    compute_metrics,
+    daily_pnl,
+    evaluate,
+    phase_for_stage,
+)
+from helios.models import OrderStatus
 from helios.reconcile import STARTING_BALANCES_KEY, decode_balances
+from helios.redflags import RedFlag, RedFlagConfig, RedFlagFacts, evaluate_red_flags
+from helios.stages import CurrentStage, RampFacts, StageConfig, current_stage
 
-MIN_WIN_RATE_PCT = Decimal(60)
-RED_FLAG_WIN_RATE_PCT = Decimal(40)
-RED_FLAG_LOSING_DAYS = 3
+WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
+BALANCE_EVENTS = ("balance_check", "balance_mismatch")
 
 
-def success_report(journal: Journal, settings: Settings) -> dict[str, Any]:
-    trades = journal.all_trades()
-    pnls = [Decimal(t["realised_pnl_zar"]) for t in trades]
-    wins = [p for p in pnls if p > 0]
-    by_day: dict[str, Decimal] = defaultdict(Decimal)
-    for t in trades:
-        day = datetime.fromisoformat(t["closed_at"]).astimezone(JOHANNESBURG).date().isoformat()
-        by_day[day] += Decimal(t["realised_pnl_zar"])
+def starting_capital(journal: Journal, default_zar: Decimal) -> Decimal:
+    """The ZAR recorded at go-live (balance reconciliation's starting point), else ``default_zar``."""
     recorded = journal.get_meta(STARTING_BALANCES_KEY)
-    capital = decode_balances(recorded).get("ZAR", Decimal(0)) if recorded else settings.helios_paper_starting_zar
-    equity = capital
-    peak = capital
-    max_drawdown_pct = Decimal(0)
-    for pnl in pnls:
-        equity += pnl
-        peak = max(peak, equity)
-        if peak > 0:
-            max_drawdown_pct = max(max_drawdown_pct, (peak - equity) / peak * 100)
-    streak = 0
-    worst_streak = 0
-    for day in sorted(by_day):
-        streak = streak + 1 if by_day[day] < 0 else 0
-        worst_streak = max(worst_streak, streak)
-    win_rate = Decimal(len(wins)) / len(pnls) * 100 if pnls else None
-    red_flags = []
-    if win_rate is not None and len(pnls) >= 10 and win_rate < RED_FLAG_WIN_RATE_PCT:
-        red_flags.append(f"win rate {win_rate:.1f}% is below {RED_FLAG_WIN_RATE_PCT}%")
-    if worst_streak >= RED_FLAG_LOSING_DAYS:
-        red_flags.append(f"{worst_streak} consecutive losing days")
-    worst_day = min(by_day.values(), default=Decimal(0))
-    if -worst_day > settings.max_daily_loss_zar:
-        red_flags.append(f"a daily loss of R{-worst_day:.2f} exceeded MAX_DAILY_LOSS_ZAR")
-    rejections = journal.rejection_counts()
+    return decode_balances(recorded).get("ZAR", Decimal(0)) if recorded else default_zar
+
+
+def window_ending(name: str, now: datetime) -> Window:
+    return Window(now - WINDOWS[name], now)
+
+
+def _trades(journal: Journal, window: Window) -> list[ClosedTrade]:
+    out = []
+    for row in journal.all_trades():
+        closed = datetime.fromisoformat(row["closed_at"])
+        if window.contains(closed):
+            out.append(ClosedTrade(Decimal(row["realised_pnl_zar"]), closed))
+    return out
+
+
+def _equity(journal: Journal, window: Window) -> list[EquityPoint]:
+    return [EquityPoint(at, capital, pnl) for at, capital, pnl in journal.equity_snapshots(window.start, window.end)]
+
+
+def realised_equity(trades: list[ClosedTrade], window: Window, capital_zar: Decimal) -> list[EquityPoint]:
+    """A realised-only curve (capital + cumulative realised P&L at each close), for journals without marked-equity
+    snapshots. Reports label it; a ramp never uses it."""
+    points = [EquityPoint(window.start, capital_zar, Decimal(0))]
+    for trade in sorted(trades, key=lambda t: t.closed_at):
+        points.append(EquityPoint(trade.closed_at, capital_zar, points[-1].pnl_zar + trade.pnl_zar))
+    return points
+
+
+def _fill_costs(journal: Journal, window: Window) -> list[FillCost]:
+    out = []
+    for row in journal.all_fills():
+        if not window.contains(datetime.fromisoformat(row["traded_at"])):
+            continue
+        order = journal.get_order(row["customer_order_id"]) if row["customer_order_id"] else None
+        price = Decimal(row["price"])
+        out.append(FillCost(row["side"], price, Decimal(row["quantity"]),
+                            order.reference_price if order is not None else price, Decimal(row["fee_zar"])))
+    return out
+
+
+def _failed_orders(journal: Journal, window: Window) -> int:
+    failed = sum(1 for o in journal.orders(limit=100_000)
+                 if o.status is OrderStatus.FAILED and window.contains(o.updated_at))
+    return failed + len(journal.events_between(("order_lost",), window.start, window.end))
+
+
+def _crashes(journal: Journal, window: Window) -> int:
+    """Starts that followed a start with no clean shutdown between them (the previous run died)."""
+    crashes = 0
+    previous: str | None = None
+    for event in journal.events_between(("start", "shutdown"), window.start, window.end):
+        if event["kind"] == "start" and previous == "start":
+            crashes += 1
+        previous = event["kind"]
+    return crashes
+
+
+def _mismatch_streak(journal: Journal, window: Window) -> int:
+    events = journal.events_between(BALANCE_EVENTS, window.start, window.end)
+    if not events or events[-1]["kind"] != "balance_mismatch":
+        return 0
+    return int(events[-1]["detail"].get("streak", 1))
+
+
+def collect_window_facts(journal: Journal, window: Window, *, restarts: int = 0,
+                         fallback_capital_zar: Decimal | None = None) -> WindowFacts:
+    """One window's facts. Without marked-equity snapshots the equity curve is empty, or realised-only when
+    ``fallback_capital_zar`` is given."""
+    balance = journal.events_between(BALANCE_EVENTS, window.start, window.end)
+    trades = _trades(journal, window)
+    equity = _equity(journal, window)
+    if not equity and fallback_capital_zar is not None:
+        equity = realised_equity(trades, window, fallback_capital_zar)
+    return WindowFacts(
+        window=window, trades=trades, equity=equity,
+        heartbeat_minutes=frozenset(journal.heartbeat_minutes(window.start, window.end)),
+        balance_checks=len(balance), balance_mismatches=sum(1 for e in balance if e["kind"] == "balance_mismatch"),
+        failed_orders=_failed_orders(journal, window), crashes=_crashes(journal, window) + restarts,
+        fills=_fill_costs(journal, window),
+    )
+
+
+def red_flag_facts(journal: Journal, window: Window, *, restarts: int = 0) -> RedFlagFacts:
+    """Facts for the red-flag rules over ``window``, counted from the last resume if that is later (an operator
+    who resumed after reviewing a flag is not halted again by the same history)."""
+    resumes = journal.events_between(("resume",), window.start, window.end)
+    since = Window(datetime.fromisoformat(resumes[-1]["at"]) if resumes else window.start, window.end)
+    equity = _equity(journal, since)
+    today = window.end.astimezone(JOHANNESBURG).date()
+    days = daily_pnl(equity)
+    completed: list[tuple[date, Decimal]] = [(d, p) for d, p in days if d < today]
+    todays = next((p for d, p in days if d == today), Decimal(0))
+    reconciliations = journal.events_between(("reconciliation",), since.start, since.end)
+    return RedFlagFacts(
+        trades=_trades(journal, since), completed_days=completed, todays_loss_zar=max(-todays, Decimal(0)),
+        balance_mismatch_streak=_mismatch_streak(journal, since),
+        failed_or_lost_orders=_failed_orders(journal, since),
+        unknown_orders=len(reconciliations[-1]["detail"].get("unknown_orders", [])) if reconciliations else 0,
+        unknown_fills=len(journal.events_between(("unknown_fill",), since.start, since.end)),
+        restarts=restarts,
+    )
+
+
+def current_red_flags(journal: Journal, now: datetime, *, restarts: int = 0, window_name: str = "week",
+                      cfg: RedFlagConfig | None = None) -> list[RedFlag]:
+    """The engine hook: the red flags firing now over the window (facts since the last resume)."""
+    return evaluate_red_flags(red_flag_facts(journal, window_ending(window_name, now), restarts=restarts), cfg)
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    stage: CurrentStage | None
+    index: int | None
+    next_zar: Decimal | None
+    min_time: timedelta | None
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        if self.stage is None:
+            return {"limit_zar": None, "entered_at": None, "next_zar": None, "time_to_next_s": None}
+        remaining = None if self.min_time is None else max(
+            (self.stage.entered_at + self.min_time - now).total_seconds(), 0.0)
+        return {"limit_zar": str(self.stage.limit_zar), "entered_at": self.stage.entered_at.isoformat(),
+                "index": self.index, "next_zar": None if self.next_zar is None else str(self.next_zar),
+                "time_to_next_s": remaining}
+
+
+def stage_info(journal: Journal, cfg: StageConfig) -> StageInfo:
+    stage = current_stage([(limit, at) for limit, at, _, _ in journal.capital_stages()])
+    if stage is None:
+        return StageInfo(None, None, None, None)
+    index = cfg.index_of(stage.limit_zar)
+    nxt = None if index is None or index + 1 >= len(cfg.steps) else cfg.steps[index + 1]
+    return StageInfo(stage, index, nxt, None if index is None else cfg.min_time(index))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(round(value, 4))
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def build_report(journal: Journal, *, window_name: str, now: datetime, capital_zar: Decimal, restarts: int = 0,
+                 stage_cfg: StageConfig | None = None, phases: tuple[Thresholds, ...] | None = None,
+                 flag_cfg: RedFlagConfig | None = None) -> dict[str, Any]:
+    """One window's metrics, threshold checks and red flags; ``passed`` is False when a check FAILs or a flag fires."""
+    cfg = stage_cfg or StageConfig()
+    window = window_ending(window_name, now)
+    info = stage_info(journal, cfg)
+    thresholds = phase_for_stage(info.index or 0) if phases is None else phase_for_stage(info.index or 0, phases)
+    marked = bool(journal.equity_snapshots(window.start, window.end))
+    facts = collect_window_facts(journal, window, restarts=restarts, fallback_capital_zar=capital_zar)
+    metrics = compute_metrics(facts)
+    checks = evaluate(metrics, thresholds)
+    flags = evaluate_red_flags(red_flag_facts(journal, window, restarts=restarts), flag_cfg)
     return {
-        "mode": settings.mode.value,
-        "trades": len(pnls),
-        "wins": len(wins),
-        "win_rate_pct": None if win_rate is None else str(round(win_rate, 1)),
-        "average_trade_pnl_zar": None if not pnls else str(round(sum(pnls) / len(pnls), 2)),
-        "realised_total_zar": str(round(sum(pnls, Decimal(0)), 2)),
-        "fees_total_zar": str(round(journal.fees_total(), 2)),
-        "starting_capital_zar": str(capital),
-        "max_drawdown_pct": str(round(max_drawdown_pct, 2)),
-        "consecutive_losing_days_max": worst_streak,
-        "daily_pnl_zar": {d: str(round(v, 2)) for d, v in sorted(by_day.items())},
-        "gate_rejections": rejections,
-        "meets_week1_win_rate": None if win_rate is None else win_rate >= MIN_WIN_RATE_PCT,
-        "red_flags": red_flags,
+        "window": window_name, "start": window.start.isoformat(), "end": window.end.isoformat(),
+        "mode": journal.mode.value, "phase": thresholds.phase, "stage": info.to_json(now),
+        "equity_source": "marked" if marked else "realised only (no marked-equity snapshots in the window)",
+        # the all-trades summary of earlier reports, kept for scripts that read it
+        "trades": len(facts.trades), "wins": sum(1 for t in facts.trades if t.pnl_zar > 0),
+        "win_rate_pct": None if metrics["win_rate_pct"] is None else str(round(metrics["win_rate_pct"], 1)),
+        "realised_total_zar": str(round(metrics["realised_zar"], 2)),
+        "max_drawdown_pct": None if metrics["max_drawdown_pct"] is None else str(round(metrics["max_drawdown_pct"], 2)),
+        "metrics": _jsonable(metrics), "checks": [c.to_json() for c in checks],
+        "red_flags": [f.to_json() for f in flags],
+        "passed": not flags and all(c.outcome is not Outcome.FAIL for c in checks),
     }
 
 
+def ramp_facts(journal: Journal, stage: CurrentStage, now: datetime, *, restarts: int = 0,
+               cfg: StageConfig | None = None, flag_cfg: RedFlagConfig | None = None) -> RampFacts:
+    """What the current stage achieved, from entering it until now."""
+    config = cfg or StageConfig()
+    window = Window(stage.entered_at, now)
+    index = config.index_of(stage.limit_zar) or 0
+    checks = evaluate(compute_metrics(collect_window_facts(journal, window, restarts=restarts)),
+                      phase_for_stage(index))
+    fired = [str(e["detail"].get("reason", e["detail"])) for e in
+             journal.events_between(("red_flag",), window.start, window.end)]
+    fired += [f.reason for f in evaluate_red_flags(red_flag_facts(journal, window, restarts=restarts), flag_cfg)]
+    issues = [f"balance mismatch at {e['at']}" for e in journal.events_between(("balance_mismatch",), window.start,
+                                                                               window.end)]
+    issues += [f"reconciliation not clean at {e['at']}: {'; '.join(e['detail'].get('issues', []))}"
+               for e in journal.events_between(("reconciliation",), window.start, window.end)
+               if not e["detail"].get("ok", False)]
+    signed = [(item, at) for item, _, _, at in journal.signoffs()]
+    return RampFacts(checks=checks, red_flags=fired, reconciliation_issues=issues,
+                     missing_signoffs=missing_signoffs("ramp", signed, since=stage.entered_at))
+
+
 def render_report(report: dict[str, Any]) -> str:
+    m = report["metrics"]
+    stage = report["stage"]
     lines = [
-        f"mode                 {report['mode']}",
-        f"trades               {report['trades']} ({report['wins']} won)",
-        f"win rate             {report['win_rate_pct'] or '-'}%  (plan: >= 60% in week 1)",
-        f"average trade P&L    R{report['average_trade_pnl_zar'] or '0'}",
-        f"realised total       R{report['realised_total_zar']} (fees R{report['fees_total_zar']})",
-        f"max drawdown         {report['max_drawdown_pct']}% of R{report['starting_capital_zar']}",
-        f"losing-day streak    {report['consecutive_losing_days_max']}",
+        f"window               {report['window']} ({report['start']} .. {report['end']})",
+        f"mode / phase         {report['mode']} / {report['phase']}",
+        f"capital stage        {'R' + stage['limit_zar'] if stage['limit_zar'] else 'none recorded'}"
+        + (f" (next R{stage['next_zar']})" if stage.get("next_zar") else ""),
+        f"trades               {m['trades']}  win rate {m['win_rate_pct'] or '-'}%  "
+        f"average R{m['average_trade_pnl_zar'] or '-'}",
+        f"marked P&L           R{m['marked_pnl_zar'] or '-'}  max drawdown {m['max_drawdown_pct'] or '-'}%  "
+        f"Sharpe {m['sharpe'] or '-'}",
+        f"reliability          {m['reliability_pct'] or '-'}%",
+        f"fees / slippage      R{m['fees_zar']} / R{m['slippage_zar']} ({m['slippage_bps'] or '-'} bps)",
+        "checks:",
+        *(f"  {c['outcome'].upper():8} {c['name']}: {c['detail']}" for c in report["checks"]),
     ]
     if report["red_flags"]:
         lines.append("RED FLAGS (plan: stop LIVE trading):")
-        lines += [f"  - {flag}" for flag in report["red_flags"]]
+        lines += [f"  - {f['name']}: {f['reason']} -> {f['action']}" for f in report["red_flags"]]
     else:
         lines.append("red flags            none")
+    lines.append("RESULT               " + ("pass" if report["passed"] else "FAIL"))
     return "\n".join(lines)

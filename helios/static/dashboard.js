@@ -77,3 +77,53 @@ $("resume").addEventListener("click", () => {
 });
 refresh();
 setInterval(refresh, 2000);
+
+// --- rollout: charts (uPlot, served by Helios), stage, red flags, success metrics ---------------------------------
+window.heliosCharts = {};
+function hours(s) { const m = Math.round(s / 60); return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`; }
+function drawChart(key, el, data, series, bars) {
+  if (typeof uPlot === "undefined") { el.textContent = "chart library not loaded"; return; }
+  const width = Math.max(el.clientWidth, 360);
+  const opts = {width, height: 220, series: [{}, ...series],
+    axes: [{stroke: "#8b98a5", grid: {stroke: "#2d3640"}}, {stroke: "#8b98a5", grid: {stroke: "#2d3640"}},
+           ...(series.length > 1 ? [{side: 1, scale: "dd", stroke: "#8b98a5", grid: {show: false}}] : [])],
+    scales: {dd: {auto: true}}};
+  if (bars) { opts.series[1].paths = uPlot.paths.bars({size: [0.6, 60]}); }
+  if (window.heliosCharts[key]) { window.heliosCharts[key].destroy(); }
+  el.innerHTML = "";
+  window.heliosCharts[key] = new uPlot(opts, data, el);
+}
+async function refreshRollout() {
+  const response = await fetch(`/api/rollout?window=${$("rollout-window").value}`, readOptions());
+  if (!response.ok) { $("rollout-result").textContent = `rollout data unavailable (HTTP ${response.status})`; return; }
+  const r = await response.json();
+  const c = r.chart;
+  $("equity-source").textContent = r.equity_source === "marked" ? "" : `(${r.equity_source})`;
+  drawChart("equity", $("equity-chart"), [c.t, c.equity_zar, c.drawdown_pct],
+    [{label: "equity ZAR", stroke: "#2ea043", width: 2}, {label: "drawdown %", scale: "dd", stroke: "#f85149",
+      fill: "rgba(248,81,73,0.15)"}], false);
+  drawChart("pnl", $("pnl-chart"), [c.days, c.daily_pnl_zar],
+    [{label: "daily P&L ZAR", stroke: "#1f6feb", fill: "rgba(31,111,235,0.5)"}], true);
+  const s = r.stage;
+  table($("stage"), ["", ""], s.limit_zar === null ? [["stage", "none recorded (helios ramp --to 1000)"]] : [
+    ["current stage", esc(`R${s.limit_zar}`)], ["since", esc(s.entered_at.slice(0, 19))],
+    ["next stage", esc(s.next_zar === null ? "none configured" : `R${s.next_zar}`)],
+    ["minimum time left", esc(s.time_to_next_s === null ? "-" : hours(s.time_to_next_s))]]);
+  const failing = r.checks.filter((x) => x.outcome !== "pass").map((x) => x.name);
+  $("stage-next").textContent = s.next_zar === null ? "" : (failing.length || s.time_to_next_s > 0 || r.red_flags.length
+    ? `to reach R${s.next_zar}: ${[s.time_to_next_s > 0 ? `wait ${hours(s.time_to_next_s)}` : null,
+        ...failing.map((n) => `${n} must pass`), r.red_flags.length ? "no red flag" : null]
+        .filter(Boolean).join(", ")}, then a weekly-review sign-off and helios ramp`
+    : `metrics pass: sign off (helios attest weekly-review) and run helios ramp --to ${s.next_zar}`);
+  $("redflags").innerHTML = r.red_flags.length
+    ? r.red_flags.map((f) => `<li class="flag" data-flag="${esc(f.name)}">${esc(f.name)}: ${esc(f.reason)} → ${esc(f.action)}</li>`).join("")
+    : `<li class="muted">none</li>`;
+  $("phase").textContent = r.phase;
+  table($("metrics"), ["check", "result", "detail"], r.checks.map((x) => [esc(x.name),
+    `<span class="${x.outcome.replace(" ", "")}">${esc(x.outcome)}</span>`, esc(x.detail)]));
+  $("rollout-result").textContent = `${r.window} window: ${r.passed ? "pass" : "FAIL"} · ${r.trades} trade(s), ` +
+    `win rate ${r.win_rate_pct ?? "-"}%, max drawdown ${r.max_drawdown_pct ?? "-"}%`;
+}
+$("rollout-window").addEventListener("change", () => refreshRollout());
+refreshRollout().catch((err) => { $("rollout-result").textContent = `rollout data unavailable (${err})`; });
+setInterval(() => refreshRollout().catch(() => {}), 10000);

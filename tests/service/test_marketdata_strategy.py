@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -69,11 +70,15 @@ def test_report_counts_trades_and_red_flags(make_rig: RigFactory, tmp_path: Path
     rig.strategy.pending.append(Signal("BTCZAR", Side.BUY, Decimal("0.0005"), Decimal(990_000), Decimal(970_000),
                                        Decimal(1_010_000)))
     rig.step(4)
-    result = subprocess.run([sys.executable, "-m", "helios.cli", "report", "--json"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "helios.cli", "report", "--json",
+                             "--until", (rig.clock.now + timedelta(minutes=1)).isoformat()],
+                            capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "HELIOS_STATE_DIR": str(rig.settings.helios_state_dir),
                                  "HELIOS_PAPER_STARTING_ZAR": "10000"}, check=False, timeout=60)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # issue 12: a failed threshold (win rate 0% < 60%) exits non-zero
     report = json.loads(result.stdout)
+    assert report["passed"] is False and {"name": "win_rate", "outcome": "fail",
+                                          "detail": "0.00% (needs >= 60%)"} in report["checks"]
     assert report["trades"] == 1 and report["wins"] == 0 and report["win_rate_pct"] == "0.0"
     assert report["realised_total_zar"] == "-15.98"
     assert Decimal(report["max_drawdown_pct"]) > 0
