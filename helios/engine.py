@@ -116,6 +116,7 @@ class Engine:
         self._halt_latch = False  # set by emergency_stop before it cancels: HALTED in memory even if not journaled
         self._halt_epoch = self._resume_epoch = 0  # a resume refuses when a stop arrived while it ran
         self._closing = False
+        self.halt_journal_retry: threading.Thread | None = None  # retries a HALTED the journal refused
         self.positions: dict[str, Position] = journal.positions()
         self.active: dict[str, OrderRecord] = {o.customer_order_id: o for o in journal.active_orders()}
         self.tickers: dict[str, Ticker] = {}
@@ -810,7 +811,8 @@ class Engine:
                 log.warning("emergency stop: HALTED journaled after retry")
                 return
 
-        threading.Thread(target=retry, name="halt-journal-retry", daemon=True).start()
+        self.halt_journal_retry = threading.Thread(target=retry, name="halt-journal-retry", daemon=True)
+        self.halt_journal_retry.start()
         return why
 
     def resume(self, reason: str, actor: str) -> dict[str, Any]:
@@ -855,6 +857,7 @@ class Engine:
 
     def shutdown(self) -> dict[str, Any]:
         """SIGTERM: stop sending, cancel resting entry orders (nobody watches them while we are down)."""
+        self._closing = True  # ends a background HALTED-journal retry
         cancelled: list[str] = []
         with self._send_lock:
             for record in list(self.active.values()):

@@ -73,7 +73,7 @@ class Transition:
     previous: TradingState
     state: TradingState
     version: int
-    changed: bool  # False when the state already was the target (a second stop, say)
+    changed: bool  # False when nothing was written (the state already was the target; a stop always writes)
 
 
 def check(current: Snapshot, target: TradingState, resume: Resume | None) -> None:
@@ -120,7 +120,8 @@ def transition(
 
     def decide(state: TradingState, version: int) -> bool:
         check(Snapshot(state, version), target, resume)
-        return state is not target
+        # Every stop is written, even over HALTED: it bumps the version, so a resume begun before it cannot commit.
+        return state is not target or target is HALTED
 
     try:
         previous, version, changed = journal.compare_and_set_state(

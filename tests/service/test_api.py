@@ -149,3 +149,12 @@ def test_emergency_stop_with_50_open_orders_confirms_zero_and_resume_lifts_it(ap
     assert resumed.status_code == 200 and resumed.json() == {
         "trading_state": "ACTIVE", "previous": "HALTED", "reason": "checked the account", "actor": "pytest"}
     assert api.runtime.journal.read_state() is TradingState.ACTIVE
+
+
+# --- issue 8, finding 13: a whitespace-only reason answered 500 -------------------------------------------------------
+@pytest.mark.parametrize("path", ["/api/resume", "/api/emergency-stop"])
+def test_whitespace_only_reason_is_a_422_naming_the_field(api: Api, path: str) -> None:
+    response = api.post(path, json={"reason": "   "})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("body.reason:")
+    assert api.runtime.journal.read_state() is TradingState.ACTIVE, "no side effect"
