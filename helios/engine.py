@@ -806,7 +806,7 @@ class Engine:
                     attempt(STATE_WRITE_BUSY_TIMEOUT_S)
                 except Exception as exc:
                     log.error("emergency stop: journal still unavailable: %s", exc)
-                    wait = min(wait * 2, 5.0)
+                    wait = min(wait * 2, 1.0)
                     continue
                 log.warning("emergency stop: HALTED journaled after retry")
                 return
