@@ -160,6 +160,7 @@ def direct_emergency_stop(settings: Settings, reason: str, actor: str) -> dict[s
     """
     import time
 
+    from helios.exchange.base import call_deadline
     from helios.killswitch import cancel_everything, record_cancellations
     from helios.orchestrator import build_exchange_client
     from helios.trading_state import TransitionRefused, transition
@@ -208,7 +209,8 @@ def direct_emergency_stop(settings: Settings, reason: str, actor: str) -> dict[s
         }
         if journal is not None and recorded:
             try:
-                record_cancellations(journal, client, datetime.now(UTC))
+                with call_deadline(deadline):  # bookkeeping never stretches the stop's time bound
+                    record_cancellations(journal, client, datetime.now(UTC))
                 positions += [{"pair": p.pair, "quantity": str(p.quantity)} for p in journal.positions().values()]
                 journal.record_event("emergency_stop", report, datetime.now(UTC))
             except Exception as exc:

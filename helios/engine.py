@@ -75,6 +75,8 @@ FILL_OVERLAP = timedelta(minutes=5)
 BALANCE_REFRESH = timedelta(seconds=10)
 #: A trading-state write waits this long for another process' journal write lock (a stop then retries later).
 STATE_WRITE_BUSY_TIMEOUT_S = 0.25
+#: An emergency stop's first journal attempt waits only this long; it then answers and retries in the background.
+STOP_JOURNAL_FIRST_WAIT_S = 0.05
 
 
 class ResumeRefused(Exception):
@@ -784,7 +786,7 @@ class Engine:
             self.journal.record_event("emergency_stop", report, self.clock())
 
         try:
-            attempt(STATE_WRITE_BUSY_TIMEOUT_S)
+            attempt(STOP_JOURNAL_FIRST_WAIT_S)
         except Exception as exc:
             why = str(exc) if isinstance(exc, trading_state.TransitionRefused) else f"{type(exc).__name__}: {exc}"
         else:
