@@ -146,6 +146,9 @@ def _stop_report_human(data: dict[str, Any]) -> str:
         f"orders cancelled       {data.get('orders_cancelled')}",
         f"open orders remaining  {remaining if remaining is not None else 'UNKNOWN (exchange did not answer)'}"
         f"{' (confirmed by re-query)' if data.get('zero_open_orders_confirmed') else ''}",
+        f"orders unknown state   {len(data.get('orders_in_unknown_state') or [])}",
+        "journal recorded       "
+        + ("yes" if data.get("journal_recorded", True) else f"NO: {data.get('journal_error')}"),
         f"open positions         {len(data.get('open_positions', []))}"
         + "".join(f"\n  {p['pair']} {p['quantity']}" for p in data.get("open_positions", [])),
     ])
