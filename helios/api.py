@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from helios import __version__
 from helios.api_edge import EdgeGuard, EdgePolicy
@@ -21,21 +21,31 @@ from helios.api_rollout import create_rollout_router
 from helios.engine import ResumeRefused
 from helios.gates import GATE_NAMES
 from helios.models import TradingState
+from helios.trading_state import TransitionRefused
 
 if TYPE_CHECKING:
     from helios.service import Runtime
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
 class EmergencyStopBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field("emergency stop via API", min_length=1, max_length=500)
-    actor: str = Field("api", min_length=1, max_length=100)
+    reason: NonBlank = Field("emergency stop via API", min_length=1, max_length=500)
+    actor: NonBlank = Field("api", min_length=1, max_length=100)
 
 
 class ResumeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(..., min_length=1, max_length=500)
-    actor: str = Field("api", min_length=1, max_length=100)
+    reason: NonBlank = Field(..., min_length=1, max_length=500)
+    actor: NonBlank = Field("api", min_length=1, max_length=100)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -115,7 +125,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     def resume(body: ResumeBody) -> dict[str, Any]:
         try:
             return runtime.engine.resume(body.reason, body.actor)
-        except ResumeRefused as exc:
+        except (ResumeRefused, TransitionRefused) as exc:
             raise HTTPException(409, str(exc)) from None
 
     @app.get("/metrics", response_class=PlainTextResponse)

@@ -21,6 +21,7 @@ Exit codes: 0 ok, 1 the action failed, 2 bad configuration or usage, 3 another i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -35,7 +36,7 @@ import requests
 from helios import __version__
 from helios.config import ConfigError, Settings, load_env_file, load_settings
 from helios.journal import Journal, JournalError, journal_path, read_schema_info
-from helios.models import Mode, TradingState
+from helios.models import Mode, OrderStatus, TradingState
 from helios.privileges import drop_to_state_owner
 from helios.statelock import AlreadyRunning, StateLock
 
@@ -149,40 +150,92 @@ def _stop_report_human(data: dict[str, Any]) -> str:
         f"orders cancelled       {data.get('orders_cancelled')}",
         f"open orders remaining  {remaining if remaining is not None else 'UNKNOWN (exchange did not answer)'}"
         f"{' (confirmed by re-query)' if data.get('zero_open_orders_confirmed') else ''}",
+        f"orders unknown state   {len(data.get('orders_in_unknown_state') or [])}",
+        "journal recorded       "
+        + ("yes" if data.get("journal_recorded", True) else f"NO: {data.get('journal_error')}"),
         f"open positions         {len(data.get('open_positions', []))}"
         + "".join(f"\n  {p['pair']} {p['quantity']}" for p in data.get("open_positions", [])),
     ])
 
 
 def direct_emergency_stop(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
-    """Straight to the exchange and the journal, for when the service is down or not answering."""
+    """Straight to the exchange and the journal, for when the service is down or not answering.
+
+    The exchange client is built first and the cancels never wait on the journal: HALTED is tried once with a short
+    lock wait (a running service then sends nothing new), the account is swept, and a failed journal write is
+    retried until the stop's deadline. A journal that cannot be opened or written is reported, not fatal.
+    """
+    import time
+
+    from helios.exchange.base import call_deadline
     from helios.killswitch import cancel_everything, record_cancellations
     from helios.orchestrator import build_exchange_client
+    from helios.trading_state import TransitionRefused, transition
 
+    started = time.monotonic()
+    timeout = float(settings.helios_emergency_stop_timeout_seconds)
+    deadline = started + timeout
     drop_to_state_owner(settings.helios_state_dir)
-    journal = Journal.open(settings.helios_state_dir, settings.mode)
-    try:
-        now = datetime.now(UTC)
-        journal.record_state(TradingState.HALTED, reason, actor, now)  # durable first: nothing new after this
-        client = build_exchange_client(settings)
+    client = build_exchange_client(settings)  # before the journal: a broken journal must not stop the cancels
+    journal: Journal | None = None
+    journal_error: str | None = None
+    recorded = False
+
+    def write_halted(busy_timeout_s: float) -> None:
+        nonlocal recorded, journal_error
+        if journal is None or recorded:
+            return
         try:
-            sweep = cancel_everything(client, timeout_s=float(settings.helios_emergency_stop_timeout_seconds))
-            record_cancellations(journal, client, datetime.now(UTC))
-        finally:
-            client.close()
-        positions = [{"pair": p.pair, "quantity": str(p.quantity)} for p in journal.positions().values()]
-        report = {"trading_state": TradingState.HALTED.value, "mode": settings.mode.value, "direct": True,
-                  **sweep.to_json(), "open_positions": positions, "reason": reason, "actor": actor,
-                  "at": now.isoformat()}
-        journal.record_event("emergency_stop", report, datetime.now(UTC))
+            transition(journal, TradingState.HALTED, reason=reason, actor=actor, now=datetime.now(UTC),
+                       busy_timeout_s=busy_timeout_s)
+            recorded, journal_error = True, None
+        except TransitionRefused as exc:
+            journal_error = str(exc)
+
+    try:
+        try:
+            journal = Journal.open(settings.helios_state_dir, settings.mode)
+        except Exception as exc:
+            journal_error = f"cannot open the journal: {type(exc).__name__}: {exc}"
+        write_halted(min(0.25, timeout / 10))
+        pending: list[tuple[str, str]] = []
+        if journal is not None:
+            try:
+                pending = [(o.pair, o.customer_order_id) for o in journal.active_orders()
+                           if o.status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN)]
+            except Exception as exc:
+                journal_error = journal_error or f"cannot read the journal: {type(exc).__name__}: {exc}"
+        sweep = cancel_everything(client, timeout_s=max(0.0, deadline - time.monotonic()),
+                                  pending=lambda: pending)
+        write_halted(max(0.05, deadline - time.monotonic()))
+        positions: list[dict[str, str]] = []
+        report: dict[str, Any] = {
+            "trading_state": TradingState.HALTED.value, "mode": settings.mode.value, "direct": True,
+            **sweep.to_json(), "open_positions": positions, "reason": reason, "actor": actor,
+            "at": datetime.now(UTC).isoformat(), "journal_recorded": recorded, "journal_error": journal_error,
+        }
+        if journal is not None and recorded:
+            try:
+                with call_deadline(deadline):  # bookkeeping never stretches the stop's time bound
+                    record_cancellations(journal, client, datetime.now(UTC))
+                positions += [{"pair": p.pair, "quantity": str(p.quantity)} for p in journal.positions().values()]
+                journal.record_event("emergency_stop", report, datetime.now(UTC))
+            except Exception as exc:
+                report["journal_error"] = f"HALTED recorded; the stop's details were not: {type(exc).__name__}"
+        report["total_ms"] = round((time.monotonic() - started) * 1000, 1)
         return report
     finally:
-        journal.close()
+        client.close()
+        if journal is not None:
+            with contextlib.suppress(Exception):
+                journal.close()
 
 
 def cmd_emergency_stop(args: argparse.Namespace) -> int:
     settings = _settings(args)
     reason = args.reason or "emergency stop from the command line"
+    if not reason.strip():
+        raise CliError("--reason: must not be blank", EXIT_CONFIG)
     if args.direct:
         report = direct_emergency_stop(settings, reason, args.actor)
     else:
@@ -195,25 +248,36 @@ def cmd_emergency_stop(args: argparse.Namespace) -> int:
             raise CliError(f"emergency stop: HTTP {code}: {report.get('detail')} "
                            "(the service may be down: use --direct)")
     _print(report, args.json, _stop_report_human(report))
-    return EXIT_OK if report.get("zero_open_orders_confirmed") else EXIT_FAILED
+    ok = report.get("zero_open_orders_confirmed") and report.get("journal_recorded", True)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def direct_resume(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
+    """Resume with the service stopped: the same reconciliation and compare-and-set as the API's resume."""
+    from helios.engine import ResumeRefused
+    from helios.service import build_runtime
+    from helios.trading_state import TransitionRefused
+
+    if StateLock.is_held(settings.helios_state_dir):
+        raise CliError("resume --direct: the service is running; resume through its API instead", EXIT_RUNNING)
+    drop_to_state_owner(settings.helios_state_dir)
+    runtime = build_runtime(settings)
+    try:
+        data = runtime.engine.resume(reason, actor)
+    except (ResumeRefused, TransitionRefused) as exc:
+        raise CliError(f"resume refused: {exc}") from None
+    finally:
+        runtime.client.close()
+        runtime.journal.close()
+    return {**data, "direct": True}
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.reason.strip():
-        raise CliError("--reason: must not be empty", EXIT_CONFIG)
+        raise CliError("--reason: must not be blank", EXIT_CONFIG)
     if args.direct:
-        if StateLock.is_held(settings.helios_state_dir):
-            raise CliError("resume --direct: the service is running; resume through its API instead", EXIT_RUNNING)
-        drop_to_state_owner(settings.helios_state_dir)
-        journal = Journal.open(settings.helios_state_dir, settings.mode)
-        try:
-            previous = journal.record_state(TradingState.ACTIVE, args.reason, args.actor, datetime.now(UTC))
-            journal.record_event("resume", {"previous": previous.value, "reason": args.reason,
-                                            "actor": args.actor, "direct": True}, datetime.now(UTC))
-        finally:
-            journal.close()
-        data: dict[str, Any] = {"trading_state": "ACTIVE", "previous": previous.value, "direct": True}
+        data = direct_resume(settings, args.reason, args.actor)
     else:
         code, data = _api(settings, "POST", "/api/resume", {"reason": args.reason, "actor": args.actor})
         if code != 200:

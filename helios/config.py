@@ -12,6 +12,7 @@ Rules that protect money:
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -262,26 +263,41 @@ def _first_error_line(exc: ValidationError) -> str:
         if name in {f.upper() for f in SECRET_FIELDS} or name == "ALERT_URLS":
             return f"{name}: {message}"
         if err.get("type") == "extra_forbidden":
-            return f"{name}: unknown variable (typo?)"
+            return _unknown(name)
         shown = f" (got {value!r})" if isinstance(value, str | int) and "got" not in message else ""
         return f"{name}: {message}{shown}"
     return message
 
 
+#: Every variable whose name starts with one of these belongs to Helios: an unknown one is a typo, refused.
+RESERVED_PREFIXES = ("TRADING_", "ENABLE_", "VALR_", "MAX_", "HELIOS_", "ALERT_")
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name.upper(), sorted(KNOWN_VARIABLES), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{name}: unknown variable (typo?){hint}"
+
+
 def load_settings(environ: Mapping[str, str] | None = None, *, strict_unknown: bool = False) -> Settings:
     """Build ``Settings`` from an environment mapping (default: ``os.environ``).
 
-    Only Helios' own variables are taken. A ``HELIOS_*`` variable Helios doesn't know is refused (a typo in a limit
-    must not silently fall back to a default). ``strict_unknown`` refuses every unknown key (used for env files).
+    Only Helios' own variables are taken, spelt exactly (upper case). Refused, naming the variable and its closest
+    valid name: an unknown variable in a reserved prefix (``RESERVED_PREFIXES``; a typo in a limit must not silently
+    fall back to a default), and any other spelling of a known name (``trading_mode``, beside or instead of
+    ``TRADING_MODE``). ``strict_unknown`` refuses every unknown key (used for env files).
     """
     source = os.environ if environ is None else environ
     values: dict[str, str] = {}
     for key, value in source.items():
         upper = key.upper()
-        if upper in KNOWN_VARIABLES:
-            values[upper.lower()] = value
-        elif upper.startswith("HELIOS_") or strict_unknown:
-            raise ConfigError(f"{upper}: unknown variable (typo?)")
+        if key in KNOWN_VARIABLES:
+            values[key.lower()] = value
+        elif upper in KNOWN_VARIABLES:
+            also = " (it is also set as " + upper + ")" if upper in source else ""
+            raise ConfigError(f"{key}: variable names are upper case: write {upper}{also}")
+        elif upper.startswith(RESERVED_PREFIXES) or strict_unknown:
+            raise ConfigError(_unknown(key))
     try:
         return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:

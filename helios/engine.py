@@ -22,19 +22,20 @@ import threading
 import time
 import uuid
 from collections import deque
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from helios import gates
+from helios import gates, trading_state
 from helios.alerts import Alerter
 from helios.config import Settings
 from helios.exchange.base import ExchangeClient
 from helios.exchange.errors import ExchangeError, OrderRejected, OutcomeUnknown
 from helios.journal import Journal, OrderRecord
-from helios.killswitch import cancel_everything, record_cancellations
+from helios.killswitch import Pending, cancel_everything, cancel_open_orders_once, record_cancellations
 from helios.marketdata import MarketData, MarketDataError
 from helios.models import (
     Clock,
@@ -72,6 +73,10 @@ DUST = Decimal("0.00000001")
 NEVER_ARRIVED_AFTER = timedelta(seconds=30)
 FILL_OVERLAP = timedelta(minutes=5)
 BALANCE_REFRESH = timedelta(seconds=10)
+#: A trading-state write waits this long for another process' journal write lock (a stop then retries later).
+STATE_WRITE_BUSY_TIMEOUT_S = 0.25
+#: An emergency stop's first journal attempt waits only this long; it then answers and retries in the background.
+STOP_JOURNAL_FIRST_WAIT_S = 0.05
 
 
 class ResumeRefused(Exception):
@@ -109,7 +114,11 @@ class Engine:
         self.clock = clock
         self.alerter = alerter or Alerter([])
         self.mode: Mode = client.mode
-        self.state: TradingState = journal.read_state()
+        self.state, self._state_version = journal.read_state_version()
+        self._halt_latch = False  # set by emergency_stop before it cancels: HALTED in memory even if not journaled
+        self._halt_epoch = self._resume_epoch = 0  # a resume refuses when a stop arrived while it ran
+        self._closing = False
+        self.halt_journal_retry: threading.Thread | None = None  # retries a HALTED the journal refused
         self.positions: dict[str, Position] = journal.positions()
         self.active: dict[str, OrderRecord] = {o.customer_order_id: o for o in journal.active_orders()}
         self.tickers: dict[str, Ticker] = {}
@@ -138,6 +147,7 @@ class Engine:
     def step(self) -> None:
         now = self.clock()
         self._follow_durable_state()
+        self._sweep_if_halted()
         self._roll_day(now)
         self._poll_prices()
         self._sync_orders(now)
@@ -152,17 +162,13 @@ class Engine:
 
     def _follow_durable_state(self) -> None:
         """Another process (``helios emergency-stop --direct``) may have changed the journal's state."""
-        durable = self.journal.read_state()
-        if durable is self.state:
-            return
+        durable, version = self.journal.read_state_version()
         with self._state_lock:
-            self.state = durable
-        log.warning("trading state changed outside this process: now %s", durable.value)
-        if durable is TradingState.HALTED:
-            with self._send_lock:
-                cancel_everything(self.client, timeout_s=float(self.settings.helios_emergency_stop_timeout_seconds))
-                record_cancellations(self.journal, self.client, self.clock())
-            self.active = {o.customer_order_id: o for o in self.journal.active_orders()}
+            before = self.state
+            self._adopt(durable, version)
+            after = self.state
+        if after is not before:
+            log.warning("trading state changed outside this process: now %s", after.value)
 
     def _roll_day(self, now: datetime) -> None:
         start = day_start(now)
@@ -378,9 +384,9 @@ class Engine:
     def _check_daily_loss(self, now: datetime) -> None:
         loss = self.todays_loss_zar()
         if loss >= self.settings.max_daily_loss_zar and self.state is TradingState.ACTIVE:
-            self.set_state(TradingState.REDUCING,
-                           f"daily loss R{loss:.2f} reached MAX_DAILY_LOSS_ZAR=R{self.settings.max_daily_loss_zar}",
-                           "engine")
+            with suppress(trading_state.TransitionRefused):  # compare-and-set: a HALT written meanwhile wins
+                self.set_state(TradingState.REDUCING, f"daily loss R{loss:.2f} reached "
+                               f"MAX_DAILY_LOSS_ZAR=R{self.settings.max_daily_loss_zar}", "engine")
 
     def _expire_entries(self, now: datetime) -> None:
         """An entry that has rested longer than HELIOS_ENTRY_ORDER_TTL_SECONDS is stale: cancel it."""
@@ -540,16 +546,15 @@ class Engine:
         if rejection is not None:
             return self._rejected(record, rejection)
         with self._send_lock:
-            durable_state = self.journal.read_state()  # another process (a --direct stop) may have halted us
-            if durable_state is not self.state:
-                with self._state_lock:
-                    self.state = durable_state
-            late = gates.trading_state(proposed, replace(context, trading_state=durable_state))
+            self._follow_durable_state()  # another process (a --direct stop) may have halted us
+            with self._state_lock:  # an emergency stop sets HALTED under this lock before it cancels anything
+                late = gates.trading_state(proposed, replace(context, trading_state=self.state))
+                if late is None:
+                    self.active[record.customer_order_id] = record
             if late is not None:
                 self.journal.update_order(record.customer_order_id, status=OrderStatus.REJECTED, now=now,
                                           error=f"{late.gate}: {late.detail}")
                 return self._rejected(replace(record, status=OrderStatus.REJECTED), late, journaled=False)
-            self.active[record.customer_order_id] = record
             self._sent_times.append(now)
             return self._send(record)
 
@@ -688,49 +693,148 @@ class Engine:
         self.journal.record_event("starting_balances", {b.currency: str(b.total) for b in balances}, now)
         return {b.currency: str(b.total) for b in balances}
 
-    def set_state(self, state: TradingState, reason: str, actor: str) -> TradingState:
+    def set_state(self, state: TradingState, reason: str, actor: str, *,
+                  resume: trading_state.Resume | None = None) -> TradingState:
+        """Every state write of this process, through ``trading_state.transition`` (compare-and-set, durable at
+        return). Returns the previous state; raises ``TransitionRefused`` (then the engine follows the durable
+        state it found)."""
+        try:
+            done = trading_state.transition(self.journal, state, reason=reason, actor=actor, now=self.clock(),
+                                            resume=resume, busy_timeout_s=STATE_WRITE_BUSY_TIMEOUT_S)
+        except trading_state.TransitionRefused as exc:
+            if exc.current is not None:
+                with self._state_lock:
+                    self._adopt(exc.current, self._state_version)
+            raise
         with self._state_lock:
-            previous = self.journal.record_state(state, reason, actor, self.clock())
-            self.state = state
-        level = "critical" if state is TradingState.HALTED else "warning"
-        log.warning("trading state %s -> %s", previous.value, state.value,
-                    extra={"reason": reason, "actor": actor})
-        self.alerter.send(level, f"Helios {self.mode.value} trading state {previous.value} -> {state.value}",
-                          {"reason": reason, "actor": actor})
-        return previous
+            if resume is not None and state is TradingState.ACTIVE:
+                if self._halt_epoch != self._resume_epoch:
+                    # An emergency stop arrived in memory after the CAS read: it wins; its journal write follows.
+                    raise trading_state.TransitionRefused(
+                        trading_state.STATE_CHANGED, "an emergency stop arrived while the resume was committing",
+                        TradingState.HALTED)
+                self._halt_latch = False
+            self._adopt(state, done.version)
+        if done.changed:
+            level = "critical" if state is TradingState.HALTED else "warning"
+            log.warning("trading state %s -> %s", done.previous.value, state.value,
+                        extra={"reason": reason, "actor": actor})
+            self.alerter.send(level, f"Helios {self.mode.value} trading state {done.previous.value} -> {state.value}",
+                              {"reason": reason, "actor": actor})
+        return done.previous
+
+    def _adopt(self, durable: TradingState, version: int) -> None:
+        """Follow the durable state (caller holds ``_state_lock``). A halt not journaled yet keeps HALTED."""
+        if version < self._state_version:
+            return  # an older write finishing late
+        self._state_version = version
+        self.state = TradingState.HALTED if self._halt_latch else durable
+
+    def _pending_orders(self) -> list[Pending]:
+        """Our orders whose fate the exchange has not told us (the stop never confirms zero while one exists)."""
+        return [(o.pair, o.customer_order_id) for o in list(self.active.values())
+                if o.status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN)]
+
+    def _sweep_if_halted(self) -> None:
+        """While HALTED every tick cancels whatever is open on the exchange (an order that landed late)."""
+        if self.state is not TradingState.HALTED:
+            return
+        asked = cancel_open_orders_once(self.client)
+        if asked:
+            log.warning("HALTED: cancelled %d order(s) found open on the exchange", len(asked),
+                        extra={"orders": asked})
 
     def emergency_stop(self, reason: str, actor: str) -> dict[str, Any]:
-        """HALT, cancel every open order, and confirm zero open orders by re-query (bounded time)."""
+        """Block sending (in memory), cancel every open order and confirm zero by re-query, then journal HALTED.
+
+        The journal never delays the cancels: a locked, full or corrupt journal is reported
+        (``journal_recorded: false`` and why) and retried in the background with a critical alert. The wall time is
+        bounded by HELIOS_EMERGENCY_STOP_TIMEOUT_SECONDS plus one request's slack.
+        """
         started = time.monotonic()
-        self.set_state(TradingState.HALTED, reason, actor)
-        with self._send_lock:  # waits for an order being sent right now; every later send sees HALTED
-            sweep = cancel_everything(self.client,
-                                      timeout_s=float(self.settings.helios_emergency_stop_timeout_seconds))
-        # The journal learns each order's final status (cancelled, or filled just before) on the engine's next
-        # tick, by customerOrderId: the stop itself answers as soon as the exchange confirmed zero open orders.
+        timeout = float(self.settings.helios_emergency_stop_timeout_seconds)
+        with self._state_lock:  # 1. the router checks this under the same lock before it registers a send
+            previous = self.state
+            self._halt_latch = True
+            self._halt_epoch += 1
+            self.state = TradingState.HALTED
+        sweep = cancel_everything(self.client, timeout_s=timeout, pending=self._pending_orders)  # 2. cancel
         now = self.clock()
-        report = {
-            "trading_state": self.state.value,
+        report: dict[str, Any] = {
+            "trading_state": TradingState.HALTED.value,
+            "previous": previous.value,
             "mode": self.mode.value,
             **sweep.to_json(),
             "open_positions": self.positions_json(),
             "reason": reason,
             "actor": actor,
             "at": now.isoformat(),
-            "total_ms": round((time.monotonic() - started) * 1000, 1),
         }
-        self.journal.record_event("emergency_stop", report, now)
+        error = self._journal_halt(reason, actor, report)  # 3. journal (one short attempt, then in background)
+        report["journal_recorded"] = error is None
+        report["journal_error"] = error
+        report["total_ms"] = round((time.monotonic() - started) * 1000, 1)
         if not sweep.confirmed:
             self.alerter.send("critical", "EMERGENCY STOP could not confirm zero open orders", report)
         return report
 
+    def _journal_halt(self, reason: str, actor: str, report: dict[str, Any]) -> str | None:
+        """Write HALTED and the stop's event; on failure retry in the background. Returns why it failed, or None."""
+        def attempt(busy_timeout_s: float) -> None:
+            trading_state.transition(self.journal, TradingState.HALTED, reason=reason, actor=actor,
+                                     now=self.clock(), busy_timeout_s=busy_timeout_s)
+            self.journal.record_event("emergency_stop", report, self.clock())
+
+        try:
+            attempt(STOP_JOURNAL_FIRST_WAIT_S)
+        except Exception as exc:
+            why = str(exc) if isinstance(exc, trading_state.TransitionRefused) else f"{type(exc).__name__}: {exc}"
+        else:
+            with self._state_lock:
+                self._adopt(TradingState.HALTED, self.journal.read_state_version()[1])
+            self.alerter.send("critical", f"Helios {self.mode.value} trading state {report['previous']} -> HALTED",
+                              {"reason": reason, "actor": actor})
+            return None
+        log.critical("emergency stop: HALTED is not journaled yet (%s); retrying", why)
+        self.alerter.send("critical", "EMERGENCY STOP: cancelled, but the journal cannot be written; retrying",
+                          {"error": why, "reason": reason, "actor": actor})
+        epoch = self._halt_epoch
+
+        def retry() -> None:
+            wait = 0.2
+            while self._halt_latch and self._halt_epoch == epoch and not self._closing:
+                time.sleep(wait)
+                try:
+                    attempt(STATE_WRITE_BUSY_TIMEOUT_S)
+                except Exception as exc:
+                    log.error("emergency stop: journal still unavailable: %s", exc)
+                    wait = min(wait * 2, 1.0)
+                    continue
+                log.warning("emergency stop: HALTED journaled after retry")
+                return
+
+        self.halt_journal_retry = threading.Thread(target=retry, name="halt-journal-retry", daemon=True)
+        self.halt_journal_retry.start()
+        return why
+
     def resume(self, reason: str, actor: str) -> dict[str, Any]:
+        """Authenticated resume (the caller checked the token): reconcile, then compare-and-set ACTIVE against the
+        version seen before reconciling. A stop that arrived meanwhile wins (``TransitionRefused``)."""
         if not reason.strip():
             raise ValueError("a resume needs a reason")
+        with self._state_lock:
+            self._resume_epoch = self._halt_epoch
+        seen = trading_state.read(self.journal)
         result = self.reconcile_orders(self.clock())
         if not result.ok:
             raise ResumeRefused("reconciliation: " + "; ".join(result.issues))
-        previous = self.set_state(TradingState.ACTIVE, reason, actor)
+        with self._state_lock:
+            if self._halt_epoch != self._resume_epoch:
+                raise trading_state.TransitionRefused(
+                    trading_state.STATE_CHANGED, "an emergency stop arrived while the resume was reconciling",
+                    TradingState.HALTED)
+        previous = self.set_state(TradingState.ACTIVE, reason, actor,
+                                  resume=trading_state.Resume(actor=actor, seen_version=seen.version))
         self.journal.record_event("resume", {"previous": previous.value, "reason": reason, "actor": actor},
                                   self.clock())
         return {"trading_state": self.state.value, "previous": previous.value, "reason": reason, "actor": actor}
@@ -744,17 +848,18 @@ class Engine:
             self.record_starting_balances(now)  # LIVE records them in the pre-live audit
         result = self.reconcile_orders(now)
         if not result.ok and self.state is TradingState.ACTIVE:
-            self.set_state(TradingState.REDUCING, "reconciliation: " + "; ".join(result.issues), "engine")
+            with suppress(trading_state.TransitionRefused):  # a stop got there first: it wins
+                self.set_state(TradingState.REDUCING, "reconciliation: " + "; ".join(result.issues), "engine")
         if self.state is TradingState.HALTED:
-            with self._send_lock:
-                sweep = cancel_everything(self.client,
-                                          timeout_s=float(self.settings.helios_emergency_stop_timeout_seconds))
-                record_cancellations(self.journal, self.client, self.clock())
+            sweep = cancel_everything(self.client, pending=self._pending_orders,
+                                      timeout_s=float(self.settings.helios_emergency_stop_timeout_seconds))
+            record_cancellations(self.journal, self.client, self.clock())
             self.active = {o.customer_order_id: o for o in self.journal.active_orders()}
             self.journal.record_event("halted_start_sweep", sweep.to_json(), self.clock())
 
     def shutdown(self) -> dict[str, Any]:
         """SIGTERM: stop sending, cancel resting entry orders (nobody watches them while we are down)."""
+        self._closing = True  # ends a background HALTED-journal retry
         cancelled: list[str] = []
         with self._send_lock:
             for record in list(self.active.values()):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from helios.models import (
     Side,
     TradingState,
 )
-from helios.sqlite import connect, transaction
+from helios.sqlite import BUSY_TIMEOUT_MS, connect, transaction
 
 SCHEMA_VERSION = 4
 
@@ -371,28 +372,56 @@ class Journal:
 
     # --- trading state --------------------------------------------------------------------------------------
     def read_state(self) -> TradingState:
-        rows = self._query("SELECT state FROM state_changes ORDER BY id DESC LIMIT 1")
-        return TradingState(rows[0]["state"]) if rows else TradingState.ACTIVE
+        return self.read_state_version()[0]
+
+    def read_state_version(self) -> tuple[TradingState, int]:
+        """The durable trading state and its version (the id of the last state change; 0 before any)."""
+        rows = self._query("SELECT id, state FROM state_changes ORDER BY id DESC LIMIT 1")
+        return (TradingState(rows[0]["state"]), int(rows[0]["id"])) if rows else (TradingState.ACTIVE, 0)
 
     def last_state_change(self) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM state_changes ORDER BY id DESC LIMIT 1")
         return dict(rows[0]) if rows else None
 
-    def record_state(self, state: TradingState, reason: str, actor: str, now: datetime) -> TradingState:
-        """Write a state change; returns the previous state. Atomic with respect to other writers."""
-        with self._tx() as cur:
-            row = cur.execute("SELECT state FROM state_changes ORDER BY id DESC LIMIT 1").fetchone()
-            previous = TradingState(row["state"]) if row else TradingState.ACTIVE
-            cur.execute(
-                "INSERT INTO state_changes(state, previous, reason, actor, at) VALUES (?, ?, ?, ?, ?)",
-                (state.value, previous.value, reason, actor, _ts(now)),
-            )
-            cur.execute(
-                "INSERT INTO events(kind, detail, at) VALUES ('state_change', ?, ?)",
-                (json.dumps({"state": state.value, "previous": previous.value, "reason": reason,
-                             "actor": actor}), _ts(now)),
-            )
-        return previous
+    def compare_and_set_state(
+        self,
+        decide: Callable[[TradingState, int], bool],
+        state: TradingState,
+        reason: str,
+        actor: str,
+        now: datetime,
+        *,
+        busy_timeout_s: float = 10.0,
+    ) -> tuple[TradingState, int, bool]:
+        """The storage half of ``helios.trading_state.transition`` (call that, never this): inside one
+        ``BEGIN IMMEDIATE`` transaction read the durable (state, version), let ``decide`` refuse (raise) or say
+        whether to write, write, and commit with ``synchronous=FULL`` (fsync). Returns (previous, version, changed).
+        """
+        with self._lock:
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout_s * 1000))}")
+            try:
+                with self._tx() as cur:
+                    row = cur.execute("SELECT id, state FROM state_changes ORDER BY id DESC LIMIT 1").fetchone()
+                    previous = TradingState(row["state"]) if row else TradingState.ACTIVE
+                    version = int(row["id"]) if row else 0
+                    if not decide(previous, version):
+                        return previous, version, False
+                    cur.execute(
+                        "INSERT INTO state_changes(state, previous, reason, actor, at) VALUES (?, ?, ?, ?, ?)",
+                        (state.value, previous.value, reason, actor, _ts(now)),
+                    )
+                    new_version = int(cur.lastrowid or 0)
+                    cur.execute(
+                        "INSERT INTO events(kind, detail, at) VALUES ('state_change', ?, ?)",
+                        (json.dumps({"state": state.value, "previous": previous.value, "reason": reason,
+                                     "actor": actor, "version": new_version}), _ts(now)),
+                    )
+                return previous, new_version, True
+            finally:
+                with suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
+                    self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     # --- orders ---------------------------------------------------------------------------------------------
     def record_order(self, order: OrderRecord, rejection: tuple[str, str] | None = None) -> None:

@@ -9,16 +9,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+#: How long a write waits for another process' write lock (the trading-state writes pass their own, shorter one).
+BUSY_TIMEOUT_MS = 10_000
+
 
 def connect(path: Path) -> sqlite3.Connection:
     """WAL, ``synchronous=NORMAL`` (survives a process crash; the journal re-resolves intents at start-up),
     autocommit mode so every write goes through ``transaction``, and a generous busy timeout for other processes
     (``helios emergency-stop --direct``) writing the same file."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                           timeout=BUSY_TIMEOUT_MS / 1000)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 

@@ -6,6 +6,10 @@ All methods are synchronous and may raise the errors in ``helios.exchange.errors
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +24,27 @@ from helios.models import (
     PairInfo,
     Ticker,
 )
+
+# --- call deadline (the kill switch's time bound) ----------------------------------------------------------------
+#: ``time.monotonic()`` by which every exchange call made in this context must have returned (None: no deadline).
+#: A network client caps each request's timeouts to what is left and makes no retry once it has passed.
+CALL_DEADLINE: ContextVar[float | None] = ContextVar("helios_call_deadline", default=None)
+
+
+@contextmanager
+def call_deadline(at: float) -> Iterator[None]:
+    token = CALL_DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        CALL_DEADLINE.reset(token)
+
+
+def deadline_remaining() -> float | None:
+    """Seconds left before this context's call deadline, or None when there is none."""
+    at = CALL_DEADLINE.get()
+    return None if at is None else at - time.monotonic()
+# --- end call deadline ---------------------------------------------------------------------------------------------
 
 
 @runtime_checkable

@@ -36,6 +36,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 import urllib3.exceptions
 
+from helios.exchange.base import deadline_remaining  # call deadline
 from helios.exchange.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -210,6 +211,12 @@ _NOT_SENT_ERRORS = (
     urllib3.exceptions.ConnectTimeoutError,
     requests.exceptions.ConnectTimeout,
 )
+
+
+def _capped_to_deadline(wait: float) -> float:
+    """A retry's wait, never past the call deadline (helios.exchange.base.CALL_DEADLINE)."""
+    left = deadline_remaining()
+    return wait if left is None else max(0.0, min(wait, left))
 
 
 def _nothing_sent(exc: BaseException) -> bool:
@@ -486,6 +493,12 @@ class ValrClient:
         body_text = "" if body is None else json.dumps(body, separators=(",", ":"))
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            # --- call deadline (helios.exchange.base.CALL_DEADLINE): no attempt, no wait past it ---
+            left = deadline_remaining()
+            if left is not None and left <= 0:
+                raise ExchangeUnavailable(f"VALR {verb} {path}: call deadline passed, not sent")
+            last = last or (left is not None and left < 0.05)
+            # --- end call deadline ---
             try:
                 return self._send_once(verb, path, body_text, signed=signed, retry=retry)
             except RateLimited as exc:
@@ -493,15 +506,23 @@ class ValrClient:
                 if last or wait > self._max_retry_after:
                     raise
                 log.info("valr %s %s rate limited; retrying in %.3fs", verb, path, wait)
-                self._sleep(wait)
+                self._sleep(_capped_to_deadline(wait))
             except ExchangeUnavailable:
                 # Placement gets here only when nothing was sent (connect refused/timeout): retry-safe.
                 if last:
                     raise
                 wait = self._backoff(attempt)
                 log.info("valr %s %s unavailable; retrying in %.3fs", verb, path, wait)
-                self._sleep(wait)
+                self._sleep(_capped_to_deadline(wait))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _deadline_timeout(self) -> tuple[float, float]:
+        """(connect, read) timeouts, capped to what is left of the call deadline (helios.exchange.base)."""
+        left = deadline_remaining()
+        if left is None:
+            return self._timeout
+        left = max(0.01, left)
+        return (min(self._timeout[0], left), min(self._timeout[1], left))
 
     def _send_once(self, verb: str, path: str, body_text: str, *, signed: bool, retry: _Retry) -> Any:
         url = self._base_url + path
@@ -525,7 +546,7 @@ class ValrClient:
             raise ExchangeError(f"internal: URL normalisation changed the signed path {path!r}")
         started = time.perf_counter()
         try:
-            response = self._session.send(prepared, timeout=self._timeout, allow_redirects=False)
+            response = self._session.send(prepared, timeout=self._deadline_timeout(), allow_redirects=False)
         except requests.RequestException as exc:
             self._connected = False
             elapsed = (time.perf_counter() - started) * 1000

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -242,21 +241,20 @@ def test_restart_after_kill_9_between_intent_and_answer_reconciles_without_dupli
     )
     child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, **env},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        received = double.wait_for_request("/v2/orders", "POST")  # the exchange has the order (answer delayed)
+    except TimeoutError:
+        child.kill()
+        raise AssertionError(child.communicate()[1].decode()) from None
+    child.send_signal(signal.SIGKILL)  # dies after the exchange received the order, before the answer
+    child.wait()
     journal = Journal.open(tmp_path / "state", Mode.LIVE)
     try:
-        deadline = time.monotonic() + 20
-        while not any(o.status is OrderStatus.SUBMITTING for o in journal.orders()):
-            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            assert time.monotonic() < deadline, "the child never journaled its intent"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)  # dies after the intent, before the answer
-        child.wait()
+        assert [o.status for o in journal.orders()] == [OrderStatus.SUBMITTING], "the intent came first"
     finally:
         journal.close()
+    double.wait_for_request("/v2/orders", "POST", answered=True, after_seq=received.seq - 1)
     double.clear_faults()
-    deadline = time.monotonic() + 5
-    while not double.orders() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the exchange still processes the request that was in flight
     assert len(double.orders()) == 1
 
     settings = load_settings(env)

@@ -96,11 +96,8 @@ def test_read_timeout_on_placement_is_outcome_unknown(
     with pytest.raises(OutcomeUnknown):
         client.place_order(buy("slow-1"))
     # The request is still in flight on the exchange: "not found" right now is not proof it never lands.
-    found = None
-    deadline = time.monotonic() + 3
-    while found is None and time.monotonic() < deadline:
-        found = client.get_order(BTC, "slow-1")
-        time.sleep(0.05)
+    exchange_double.wait_for_request("/v2/orders", "POST", answered=True)
+    found = client.get_order(BTC, "slow-1")
     assert found is not None and found.status is OrderStatus.OPEN
     assert len(exchange_double.order_placements()) == 1
 

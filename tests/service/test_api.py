@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -149,3 +150,34 @@ def test_emergency_stop_with_50_open_orders_confirms_zero_and_resume_lifts_it(ap
     assert resumed.status_code == 200 and resumed.json() == {
         "trading_state": "ACTIVE", "previous": "HALTED", "reason": "checked the account", "actor": "pytest"}
     assert api.runtime.journal.read_state() is TradingState.ACTIVE
+
+
+# --- issue 8, finding 13: a whitespace-only reason answered 500 -------------------------------------------------------
+@pytest.mark.parametrize("path", ["/api/resume", "/api/emergency-stop"])
+def test_whitespace_only_reason_is_a_422_naming_the_field(api: Api, path: str) -> None:
+    response = api.post(path, json={"reason": "   "})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("body.reason:")
+    assert api.runtime.journal.read_state() is TradingState.ACTIVE, "no side effect"
+
+
+# --- issue 8, finding 1: the API's stop answered 500 after 10 s while another process held the journal's lock -------
+def test_api_emergency_stop_cancels_and_answers_while_another_process_holds_the_journal_lock(api: Api) -> None:
+    rest_orders(api.runtime, 3)
+    other = sqlite3.connect(api.runtime.journal.path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # as another process writing the journal would
+    try:
+        response = api.post("/api/emergency-stop", json={"reason": "test", "actor": "pytest"})
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert report["trading_state"] == "HALTED" and report["zero_open_orders_confirmed"] is True
+        assert report["journal_recorded"] is False and "locked" in report["journal_error"]
+        assert api.runtime.client.open_orders() == []
+        assert api.get("/api/mode/current").json()["trading_state"] == "HALTED"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    retry = api.runtime.engine.halt_journal_retry
+    assert retry is not None
+    retry.join(30)
+    assert api.runtime.journal.read_state() is TradingState.HALTED

@@ -130,3 +130,49 @@ def test_run_refuses_bad_config_before_anything_with_one_line(tmp_path: Path) ->
     assert result.stderr.strip().count("\n") == 0
     assert "ENABLE_PAPER_TRADING" in result.stderr
     assert not (tmp_path / "state").exists(), "nothing was created: no journal, no lock"
+
+
+# --- issue 8, finding 12: a misspelt limit was silently replaced by its default --------------------------------------
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        ("MAX_POSITON_SIZE_ZAR", "MAX_POSITION_SIZE_ZAR"),
+        ("TRADING_MOD", "TRADING_MODE"),
+        ("ENABLE_PAPER_TRADNG", "ENABLE_PAPER_TRADING"),
+        ("VALR_API_SECRT", "VALR_API_SECRET"),
+        ("ALERT_URL", "ALERT_URLS"),
+        ("HELIOS_EMERGENCY_STOP_TIMEOUT", "HELIOS_EMERGENCY_STOP_TIMEOUT_SECONDS"),
+    ],
+)
+def test_unknown_variable_in_a_reserved_prefix_is_refused_naming_its_closest_valid_name(
+    variable: str, closest: str
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings({"TRADING_MODE": "PAPER", variable: "300"})  # as `helios run` reads the process environment
+    message = str(excinfo.value)
+    assert message.startswith(f"{variable}:") and closest in message and "\n" not in message
+
+
+def test_lower_case_duplicate_of_a_variable_is_refused_in_the_environment_and_in_env_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^trading_mode: .*TRADING_MODE"):
+        load_settings({"TRADING_MODE": "PAPER", "trading_mode": "LIVE"})
+    with pytest.raises(ConfigError, match=r"^max_position_size_zar: .*MAX_POSITION_SIZE_ZAR"):
+        load_settings({"max_position_size_zar": "300"})  # instead of the upper-case name
+    env_file = tmp_path / "helios.env"
+    env_file.write_text("\n".join(f"{k}={v}" for k, v in LIVE.items()) + "\nTrading_Mode=PAPER\n")
+    result = _cli("check-config", "--env-file", str(env_file))
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "Trading_Mode" in result.stderr and "TRADING_MODE" in result.stderr
+
+
+def test_run_from_the_process_environment_refuses_a_misspelt_limit(tmp_path: Path) -> None:
+    result = _cli("run", env={"TRADING_MODE": "PAPER", "ENABLE_PAPER_TRADING": "true",
+                              "HELIOS_STATE_DIR": str(tmp_path / "state"), "MAX_POSITON_SIZE_ZAR": "300"})
+    assert result.returncode == 2, result.stderr
+    assert "MAX_POSITON_SIZE_ZAR" in result.stderr and "MAX_POSITION_SIZE_ZAR" in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_unrelated_variables_outside_the_reserved_prefixes_are_ignored() -> None:
+    settings = load_settings({"TRADING_MODE": "PAPER", "MAXIMUM": "1", "PATH": "/usr/bin", "HOME": "/root"})
+    assert settings.mode is Mode.PAPER

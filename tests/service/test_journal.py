@@ -12,6 +12,7 @@ import pytest
 from helios import journal as journal_mod
 from helios.journal import Journal, JournalError, OrderRecord, journal_path, read_schema_info
 from helios.models import Mode, OrderPurpose, OrderStatus, OrderType, Side, TradingState
+from helios.trading_state import transition
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -50,7 +51,8 @@ def test_terminal_orders_never_change_again(tmp_path: Path) -> None:
 def test_state_is_durable_and_each_change_is_recorded(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path, Mode.PAPER)
     assert journal.read_state() is TradingState.ACTIVE
-    assert journal.record_state(TradingState.HALTED, "drill", "ops", NOW) is TradingState.ACTIVE
+    done = transition(journal, TradingState.HALTED, reason="drill", actor="ops", now=NOW)
+    assert done.previous is TradingState.ACTIVE
     journal.close()
     again = Journal.open(tmp_path, Mode.PAPER)
     assert again.read_state() is TradingState.HALTED

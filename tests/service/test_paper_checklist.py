@@ -209,6 +209,7 @@ def test_5b_stop_loss_exit_runs_while_reducing_but_not_when_halted(make_rig: Rig
     rig.engine.set_state(TradingState.HALTED, "test", "pytest")
     rig.step(2)
     assert "BTCZAR" in rig.engine.positions, "HALTED sends nothing, not even an exit"
+    rig.engine.resume("test", "pytest")  # nothing but a resume leaves HALTED
     rig.engine.set_state(TradingState.REDUCING, "test", "pytest")
     rig.step(2)
     assert rig.engine.positions == {}, "REDUCING still runs the stop-loss"

@@ -66,6 +66,7 @@ class RequestRecord:
     body: str
     at: float
     outcome: str = ""  # HTTP status as text, or "dropped" / "reset"
+    seq: int = 0  # 1, 2, ... in the order the double received them (GET /_double/requests shows it)
 
 
 @dataclass
@@ -189,7 +190,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        self.server.double._serve(self, method, raw)
+        try:
+            self.server.double._serve(self, method, raw)
+        finally:
+            self.server.double._request_done()  # request received / answered: wakes wait_for_request
 
     def send_body(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -252,6 +256,8 @@ class ExchangeDouble:
         self._limiter = RateLimiter()
         self._requests: list[RequestRecord] = []
         self._requests_lock = threading.Lock()
+        self._requests_seen = threading.Condition()  # notified on every request received and answered
+        self._requests_seq = 0
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._server: _Server | None = None
@@ -493,7 +499,35 @@ class ExchangeDouble:
 
     def _record(self, record: RequestRecord) -> None:
         with self._requests_lock:
+            self._requests_seq += 1
+            record.seq = self._requests_seq
             self._requests.append(record)
+        self._request_done()
+
+    # ---- request received: tests synchronise on it instead of sleeping
+    def _request_done(self) -> None:
+        with self._requests_seen:
+            self._requests_seen.notify_all()
+
+    def wait_for_request(
+        self, path_prefix: str = "", method: str = "", *, answered: bool = False, after_seq: int = 0,
+        timeout: float = 30.0,
+    ) -> RequestRecord:
+        """Block until the double has received (``answered``: and finished handling) a request matching
+        ``path_prefix``/``method`` with a sequence number above ``after_seq``; TimeoutError after ``timeout``."""
+
+        def match() -> RequestRecord | None:
+            for r in self.requests(path_prefix, method):
+                if r.seq > after_seq and (r.outcome or not answered):
+                    return r
+            return None
+
+        with self._requests_seen:
+            found = self._requests_seen.wait_for(match, timeout)
+        if found is None:
+            raise TimeoutError(f"the double received no {method or 'request'} {path_prefix}* within {timeout}s")
+        return found
+    # ---- end request received
 
     def _serve(self, handler: _Handler, method: str, raw: bytes) -> None:
         path = handler.path
