@@ -145,6 +145,7 @@ def test_the_engine_hook_reports_each_flag_once_until_a_resume(journal: Journal)
 
 def test_a_fired_flag_halts_the_journal_state_and_alerts_once(journal: Journal, tmp_path: Path) -> None:
     """The path the engine's tick takes: evaluate -> latch -> act (HALTED through the state's writer + alert)."""
+    from helios import trading_state
     from helios.alerts import Alerter
     from helios.models import TradingState
     from helios.redflags import RedFlagLatch, act_on_red_flags
@@ -157,7 +158,8 @@ def test_a_fired_flag_halts_the_journal_state_and_alerts_once(journal: Journal, 
 
     def tick(now: datetime) -> None:
         act_on_red_flags(latch.update(current_red_flags(journal, now)),
-                         halt=lambda why: journal.record_state(TradingState.HALTED, why, "engine", now),
+                         halt=lambda why: trading_state.transition(journal, TradingState.HALTED, reason=why,
+                                                              actor="engine", now=now),
                          reduce=reduced.append, alert=alerter.send)
 
     for i in range(9):
