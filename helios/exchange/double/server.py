@@ -25,12 +25,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from helios.exchange.double.book import (
     DEFAULT_BALANCES,
+    DEFAULT_ORDER_TYPES,
     DEFAULT_PRICES,
     ERR_AUTH,
     ERR_BAD_REQUEST,
     ERR_EXPIRED,
     ERR_FORBIDDEN,
+    ERR_INVALID_ORDER,
     ERR_NOT_FOUND,
+    ERR_READ_ONLY,
+    FAILED_PLACEMENT_CODES,
     Book,
     DoubleError,
     Order,
@@ -56,9 +60,39 @@ class KeySpec:
     is_sub_account: bool = False
 
 
+@dataclass(frozen=True)
+class DoubleVariant:
+    """Where VALR's sources disagree, which answer the double gives (docs/valr-contract.md, "Variants").
+
+    * ``unknown_order``: ``"400"`` -> ``400 {"code": -1, "message": "Invalid Order. "}`` (API collection, Order Status
+      (customerOrderId) / Invalid Order); ``"404"`` (agent-skills trading.md: "Use when active returns 404").
+    * ``failed_placement``: ``"400"`` -> ``400 {orderId, code, message}`` (API collection, Limit Order V2 / placed
+      unsuccessfully); ``"201"`` -> the same body with 201 (the other VALR text cited in valr-api.md).
+    * ``placement_429``: ``"refused"`` -> a 429 on a placement was not processed; ``"processed"`` -> the order WAS
+      placed and the answer is still 429 (nothing in VALR's material rules it out).
+    """
+
+    unknown_order: str = "400"
+    failed_placement: str = "400"
+    placement_429: str = "refused"
+
+    @property
+    def name(self) -> str:
+        return f"unknown{self.unknown_order}-failed{self.failed_placement}-429{self.placement_429}"
+
+
+#: Every combination of the documented disagreements: client tests parametrise over these.
+VARIANTS: tuple[DoubleVariant, ...] = tuple(
+    DoubleVariant(u, f, r) for u in ("400", "404") for f in ("400", "201") for r in ("refused", "processed")
+)
+
+
 @dataclass
 class RequestRecord:
-    """One request the double received on a VALR path (admin calls are not recorded)."""
+    """One request the double received on a VALR path (admin calls are not recorded).
+
+    ``seq`` numbers requests from 1 in arrival order; ``customer_order_id`` is taken from the JSON body (or the
+    path of a look-up) so a test can wait for "the exchange received order X" and act right then."""
 
     method: str
     path: str
@@ -66,6 +100,8 @@ class RequestRecord:
     body: str
     at: float
     outcome: str = ""  # HTTP status as text, or "dropped" / "reset"
+    seq: int = 0
+    customer_order_id: str | None = None
 
 
 @dataclass
@@ -239,7 +275,15 @@ class ExchangeDouble:
         rate_limit_per_key: int = 2000,
         rate_limit_per_ip: int = 1200,
         rate_limit_window: float = 60.0,
+        rate_limit_public: int | None = None,
+        variant: DoubleVariant | None = None,
     ) -> None:
+        self.variant = variant or DoubleVariant()
+        #: VALR documents 30 public calls a minute (per IP). None = unlimited (the default, so old tests stay
+        #: independent of the pacing they do not test); the pacing tests set it to 30.
+        self.rate_limit_public = rate_limit_public
+        self._seq = 0
+        self._requests_cond = threading.Condition()
         self.host = host
         self.port = port
         self.keys: dict[str, KeySpec] = dict(keys) if keys else {DEFAULT_KEY: KeySpec(DEFAULT_SECRET)}
@@ -430,6 +474,39 @@ class ExchangeDouble:
             body["customerOrderId"] = customer_order_id
         return self.book.place_limit(body, seeded=True)
 
+    def wait_for_request(
+        self,
+        predicate: Any = None,
+        *,
+        path_prefix: str = "",
+        method: str = "",
+        customer_order_id: str | None = None,
+        after_seq: int = 0,
+        timeout: float = 10.0,
+    ) -> RequestRecord:
+        """Block until a matching request has been RECEIVED (recorded before it is processed) and return it.
+
+        Synchronise tests on this instead of sleeping: e.g. kill a process right after the exchange got order X."""
+
+        def find() -> RequestRecord | None:
+            for record in self._requests:
+                if record.seq <= after_seq or not record.path.startswith(path_prefix):
+                    continue
+                if method and record.method != method.upper():
+                    continue
+                if customer_order_id is not None and record.customer_order_id != customer_order_id:
+                    continue
+                if predicate is not None and not predicate(record):
+                    continue
+                return record
+            return None
+
+        with self._requests_cond:
+            found = self._requests_cond.wait_for(find, timeout=timeout)
+        if found is None:
+            raise TimeoutError(f"no request matching {method or '*'} {path_prefix or '/'} within {timeout}s")
+        return found
+
     def requests(self, path_prefix: str = "", method: str = "") -> list[RequestRecord]:
         with self._requests_lock:
             return [
@@ -492,8 +569,11 @@ class ExchangeDouble:
     # ---- serving
 
     def _record(self, record: RequestRecord) -> None:
-        with self._requests_lock:
+        with self._requests_cond, self._requests_lock:
+            self._seq += 1
+            record.seq = self._seq
             self._requests.append(record)
+            self._requests_cond.notify_all()
 
     def _serve(self, handler: _Handler, method: str, raw: bytes) -> None:
         path = handler.path
@@ -507,7 +587,12 @@ class ExchangeDouble:
             handler.send_body(status, _dumps(payload), "application/json")
             return
         record = RequestRecord(
-            method, path, handler.headers.get("X-VALR-API-KEY"), raw.decode("utf-8", "replace"), time.time()
+            method,
+            path,
+            handler.headers.get("X-VALR-API-KEY"),
+            raw.decode("utf-8", "replace"),
+            time.time(),
+            customer_order_id=_customer_order_id(path, raw),
         )
         self._record(record)
         with self._faults_lock:
@@ -522,7 +607,13 @@ class ExchangeDouble:
         if latency:
             time.sleep(latency / 1000)
         if limited is not None:
-            record.outcome = "429"
+            placement = method == "POST" and "/orders" in path
+            if placement and self.variant.placement_429 == "processed":
+                with contextlib.suppress(DoubleError, _RateLimitedError):
+                    self._route(method, path, raw, handler)  # processed, and still answered 429
+                record.outcome = "429 (processed)"
+            else:
+                record.outcome = "429"
             self._send_rate_limited(handler, limited.retry_after)
             return
         if failed is not None:
@@ -589,8 +680,15 @@ class ExchangeDouble:
         if not self._limiter.allow(f"ip:{ip}", self.rate_limit_per_ip, self.rate_limit_window, now):
             raise _RateLimitedError()
         if parts[:2] == ["v1", "public"]:
+            if self.rate_limit_public is not None and not self._limiter.allow(
+                f"public:{ip}", self.rate_limit_public, self.rate_limit_window, now
+            ):
+                raise _RateLimitedError()
             return self._public(method, parts[2:])
         key, spec = self._authenticate(method, path, raw, handler)
+        if self.book.exchange_status == "read-only":
+            # valr-api.md: in read-only mode private calls answer 503 (the body is not documented).
+            raise DoubleError(503, ERR_READ_ONLY, "VALR is in read-only mode")
         if not self._limiter.allow(f"key:{key}", self.rate_limit_per_key, self.rate_limit_window, now):
             raise _RateLimitedError()
         perms = {_permission(p) for p in spec.permissions}
@@ -624,6 +722,9 @@ class ExchangeDouble:
             return 200, [self._summary(symbol) for symbol in book.quotes]
         if len(rest) == 2 and rest[1] == "marketsummary":
             return 200, self._summary(book.pair(rest[0]).symbol)
+        if len(rest) == 2 and rest[1] == "ordertypes":
+            symbol = book.pair(rest[0]).symbol
+            return 200, list(book.order_types.get(symbol, DEFAULT_ORDER_TYPES))
         raise DoubleError(404, ERR_NOT_FOUND, "Not found")
 
     def _summary(self, symbol: str) -> dict[str, Any]:
@@ -675,14 +776,43 @@ class ExchangeDouble:
             start = datetime.fromisoformat(query["startTime"]) if query.get("startTime") else None
             return 200, book.trade_rows(start=start, before_id=query.get("beforeId"), limit=limit)
         if route == ("POST", "v2", "orders", "limit"):
-            return 201, {"id": book.place_limit(body).order_id}
+            return self._placed(book.place_limit(body))
         if route == ("POST", "v2", "orders", "market"):
-            return 201, {"id": book.place_market(body).order_id}
+            return self._placed(book.place_market(body))
+        if route == ("POST", "v2", "orders", "stop", "limit"):
+            return self._placed(book.place_stop_limit(body))
+        if route == ("GET", "v1", "margin", "account", "status"):
+            # API collection: Margin / Account Margin Status.
+            return 200, {
+                "marginEnabled": book.margin_enabled,
+                "inLiquidation": False,
+                "futuresEnabled": book.futures_enabled,
+            }
+        if route == ("POST", "v1", "orders", "conditionals"):
+            return 202, {"id": book.place_conditional(body)["orderId"]}
+        if route == ("GET", "v1", "orders", "conditionals"):
+            with book.lock:
+                return 200, [dict(c) for c in book.conditionals]
+        if route == ("DELETE", "v1", "orders", "conditionals"):
+            return 200, [self._cancelled_conditional(c) for c in book.cancel_conditionals()]
+        if route == ("DELETE", "v1", "orders", "conditionals", "conditional"):
+            book.pair(str(body.get("pair", "")))
+            gone = book.cancel_conditionals(
+                order_id=str(body["orderId"]) if body.get("orderId") else None,
+                cid=str(body["customerOrderId"]) if body.get("customerOrderId") else None,
+            )
+            if not gone:
+                raise self._unknown_order()
+            return 202, None
+        if method == "DELETE" and len(parts) == 4 and parts[:3] == ["v1", "orders", "conditionals"]:
+            symbol = book.pair(parts[3]).symbol
+            return 200, [self._cancelled_conditional(c) for c in book.cancel_conditionals(symbol)]
         if route == ("GET", "v1", "orders", "open"):
             return 200, [o.open_row() for o in book.open_orders()]
         if method == "GET" and len(parts) == 5 and parts[:2] == ["v1", "orders"] and parts[2] != "history":
             pair, kind, ident = parts[2], parts[3], parts[4]
-            found = self._lookup(pair, kind, ident, open_only=True)
+            # valr-api.md: a finished order still answers 200 with its final status.
+            found = self._lookup(pair, kind, ident, open_only=False)
             return 200, found.status_row()
         if method == "GET" and len(parts) == 6 and parts[:4] == ["v1", "orders", "history", "summary"]:
             found = self._lookup(None, parts[4], parts[5], open_only=False)
@@ -712,8 +842,30 @@ class ExchangeDouble:
         else:
             found = self.book.find_latest(cid=cid, order_id=order_id)
         if found is None:
-            raise DoubleError(404, ERR_NOT_FOUND, "Order not found")
+            raise self._unknown_order()
         return found
+
+    def _unknown_order(self) -> DoubleError:
+        if self.variant.unknown_order == "404":
+            return DoubleError(404, ERR_NOT_FOUND, "Order not found")
+        # API collection: Order Status (customerOrderId) / Invalid Order (the trailing ". " is VALR's).
+        return DoubleError(400, ERR_INVALID_ORDER, "Invalid Order. ")
+
+    def _placed(self, order: Order) -> tuple[int, Any]:
+        """A v2 placement's answer: 201 ``{id}``, or for an order that failed in the matching engine the
+        ``{orderId, code, message}`` body with 400 or 201 (the variant)."""
+        if order.status != "Failed":
+            return 201, {"id": order.order_id}
+        status = 201 if self.variant.failed_placement == "201" else 400
+        code = FAILED_PLACEMENT_CODES.get(order.failed_reason, ERR_BAD_REQUEST)
+        return status, {"orderId": order.order_id, "code": code, "message": order.failed_reason}
+
+    @staticmethod
+    def _cancelled_conditional(row: dict[str, Any]) -> dict[str, Any]:
+        out = {"orderId": row["orderId"]}
+        if row.get("customerOrderId"):
+            out["customerOrderId"] = row["customerOrderId"]
+        return out
 
     # ---- admin
 
@@ -776,7 +928,22 @@ class ExchangeDouble:
         if method == "GET" and route == "/trades":
             return 200, [t.row() for t in self.book.trades]
         if method == "GET" and route == "/requests":
-            return 200, [asdict(r) for r in self.requests(query.get("path", ""), query.get("method", ""))]
+            after = int(query.get("after", "0"))
+            rows = self.requests(query.get("path", ""), query.get("method", ""))
+            return 200, [asdict(r) for r in rows if r.seq > after]
+        if method == "POST" and route == "/variant":
+            self.variant = DoubleVariant(
+                str(body.get("unknown_order", self.variant.unknown_order)),
+                str(body.get("failed_placement", self.variant.failed_placement)),
+                str(body.get("placement_429", self.variant.placement_429)),
+            )
+            return 200, asdict(self.variant)
+        if method == "POST" and route == "/margin":
+            self.book.margin_enabled = bool(body.get("marginEnabled", self.book.margin_enabled))
+            self.book.futures_enabled = bool(body.get("futuresEnabled", self.book.futures_enabled))
+            for currency, amount in (body.get("borrowed") or {}).items():
+                self.book.borrowed[str(currency).upper()] = dec(amount, "borrowed")
+            return 200, {"ok": True}
         if method == "DELETE" and route == "/requests":
             self.clear_requests()
             return 200, {"ok": True}
@@ -843,3 +1010,18 @@ class ExchangeDouble:
 
 class _RateLimitedError(Exception):
     pass
+
+
+def _customer_order_id(path: str, raw: bytes) -> str | None:
+    """The customerOrderId a request is about: from its JSON body, or from a ``.../customerorderid/<cid>`` path."""
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("customerOrderId"):
+            return str(parsed["customerOrderId"])
+    parts = [unquote(p) for p in urlsplit(path).path.strip("/").split("/")]
+    if "customerorderid" in parts and parts.index("customerorderid") + 1 < len(parts):
+        return parts[parts.index("customerorderid") + 1]
+    return None
