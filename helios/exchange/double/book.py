@@ -51,7 +51,7 @@ STOP_KINDS = {"STOP_LOSS_LIMIT": "stop-loss-limit", "TAKE_PROFIT_LIMIT": "take-p
 # VALR API collection: Public APIs / Order Types for a currency pair (the example answer).
 DEFAULT_ORDER_TYPES = ("LIMIT_POST_ONLY", "MARKET", "LIMIT", "SIMPLE", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 
-OPEN_STATES = frozenset({"Placed", "Active", "Partially Filled"})
+OPEN_STATES = frozenset({"Placed", "Active", "Partially Filled", "Order Modified", "Repriced Due To Slippage"})
 FAILED_PLACEMENT_CODES = {"Insufficient Balance": ERR_INSUFFICIENT_BALANCE}
 
 
@@ -357,8 +357,8 @@ class Book:
             if ask is None:
                 ask = ((price + half) / spec.tick).to_integral_value(ROUND_CEILING) * spec.tick
             self.quotes[spec.symbol] = Quote(bid=bid, ask=ask, last=price, at=self.now())
-            self._trigger_stops(spec.symbol, price)
-            self._match_resting(spec.symbol)
+            triggered = self._trigger_stops(spec.symbol, price)
+            self._match_resting(spec.symbol, skip=triggered)
 
     def step(self, symbol: str | None = None) -> None:
         """One more matching step at unchanged prices (for driving partial fills)."""
@@ -583,10 +583,18 @@ class Book:
             self._finish(order, "Active", "")
             return order
 
-    def _trigger_stops(self, symbol: str, last: Decimal) -> None:
-        for order in self.orders:
+    def _trigger_stops(self, symbol: str, last: Decimal) -> set[str]:
+        """Triggered stops become limit orders: one that crosses the book fills a step at once as a taker."""
+        triggered: set[str] = set()
+        quote = self.quotes[symbol]
+        for order in list(self.orders):
             if order.pair == symbol and order.waiting_for_trigger and self._stop_triggered(order, last):
-                self._finish(order, "Placed", "")  # now a resting limit order; matched below
+                self._finish(order, "Placed", "")
+                triggered.add(order.order_id)
+                if self._crosses(order, quote):
+                    fill_price = quote.ask if order.side == "BUY" else quote.bid
+                    self._fill(order, self._step_quantity(order, self.pairs[symbol]), fill_price, maker=False)
+        return triggered
 
     def place_conditional(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -695,7 +703,7 @@ class Book:
         amount = (order.quantity * self.fill_ratio).quantize(step, ROUND_CEILING)
         return max(step, min(order.remaining, amount))
 
-    def _match_resting(self, symbol: str) -> None:
+    def _match_resting(self, symbol: str, skip: set[str] | None = None) -> None:
         quote = self.quotes.get(symbol)
         if quote is None:
             return
@@ -704,6 +712,7 @@ class Book:
             if (
                 order.is_open
                 and not order.waiting_for_trigger
+                and order.order_id not in (skip or set())
                 and order.pair == symbol
                 and order.kind != "market"
                 and self._crosses(order, quote)

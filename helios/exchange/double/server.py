@@ -507,6 +507,18 @@ class ExchangeDouble:
             raise TimeoutError(f"no request matching {method or '*'} {path_prefix or '/'} within {timeout}s")
         return found
 
+    def force_status(self, customer_order_id: str, status: str, failed_reason: str = "") -> Order:
+        """Make the double report one of VALR's documented statuses for an order (e.g. "Partially Filled Due To
+        Slippage", which its simple matching never produces). Releases the reservation of a finished order."""
+        with self.book.lock:
+            order = self.book.find_latest(cid=customer_order_id)
+            if order is None:
+                raise KeyError(customer_order_id)
+            if status not in ("Placed", "Active", "Partially Filled", "Order Modified", "Repriced Due To Slippage"):
+                self.book._release(order)
+            self.book._finish(order, status, failed_reason)
+            return order
+
     def requests(self, path_prefix: str = "", method: str = "") -> list[RequestRecord]:
         with self._requests_lock:
             return [
@@ -931,6 +943,9 @@ class ExchangeDouble:
             after = int(query.get("after", "0"))
             rows = self.requests(query.get("path", ""), query.get("method", ""))
             return 200, [asdict(r) for r in rows if r.seq > after]
+        if method == "POST" and route == "/order-status":
+            order = self.force_status(str(body["customerOrderId"]), str(body["status"]), str(body.get("reason", "")))
+            return 200, order.admin_row()
         if method == "POST" and route == "/variant":
             self.variant = DoubleVariant(
                 str(body.get("unknown_order", self.variant.unknown_order)),
