@@ -359,6 +359,7 @@ class Book:
             self.quotes[spec.symbol] = Quote(bid=bid, ask=ask, last=price, at=self.now())
             triggered = self._trigger_stops(spec.symbol, price)
             self._match_resting(spec.symbol, skip=triggered)
+            self.emit("price", {"symbol": spec.symbol})
 
     def step(self, symbol: str | None = None) -> None:
         """One more matching step at unchanged prices (for driving partial fills)."""

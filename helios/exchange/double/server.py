@@ -23,6 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from websockets.datastructures import Headers
+from websockets.exceptions import WebSocketException
+from websockets.http11 import Request, Response
+from websockets.sync.server import Server as WsServer
+from websockets.sync.server import ServerConnection, serve
+
 from helios.exchange.double.book import (
     DEFAULT_BALANCES,
     DEFAULT_ORDER_TYPES,
@@ -185,8 +191,36 @@ def _dumps(payload: Any) -> bytes:
 
 
 class _Server(ThreadingHTTPServer):
+    """HTTP for VALR's REST paths; a connection whose request line is ``GET /ws/...`` is handed to the WebSocket
+    server (``websockets``) on the same port, as VALR serves both from one host."""
+
     daemon_threads = True
     double: ExchangeDouble
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if _peek(request, 8) == b"GET /ws/":
+            self.double._ws_server.handler(request, client_address)
+            return
+        super().finish_request(request, client_address)
+
+
+def _peek(sock: socket.socket, size: int) -> bytes:
+    """The first ``size`` bytes the client sent, left in the socket for whoever reads the request."""
+    sock.settimeout(10)
+    data = b""
+    deadline = time.monotonic() + 10
+    try:
+        while len(data) < size and time.monotonic() < deadline:
+            data = sock.recv(size, socket.MSG_PEEK)
+            if not data:
+                break
+            if len(data) < size:
+                time.sleep(0.001)
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(None)
+    return data
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -301,6 +335,16 @@ class ExchangeDouble:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._init = (prices, balances, pairs, fill_ratio, spread_pct, maker_pct, taker_pct)
+        #: "data" -> {"type", "data": {...}} (VALR's API docs); "flat" -> fields at the top level (the TypeScript
+        #: client's types, yashutanna/valr-typescript-client src/types/websocket.ts). The client reads both.
+        self.ws_envelope = "data"
+        self.ws_refuse = False  # True: new WebSocket upgrades answer 503 (to hold a gap open in tests)
+        self._ws_conns: dict[ServerConnection, set[str]] = {}  # connection -> subscribed pairs (trade stream)
+        self._ws_lock = threading.Lock()
+        self._ws_listen = socket.create_server(("127.0.0.1", 0))  # never served: connections come from HTTP
+        self._ws_server: WsServer = serve(
+            self._ws_session, sock=self._ws_listen, process_request=self._ws_accept, ping_interval=None
+        )
         self.book = self._new_book()
 
     def _new_book(self) -> Book:
@@ -317,6 +361,7 @@ class ExchangeDouble:
                 book.set_price(pair, Decimal(price))
         for currency, amount in (balances if balances is not None else DEFAULT_BALANCES).items():
             book.set_balance(currency, Decimal(amount))
+        book.listeners.append(self._on_book_event)
         return book
 
     # ---- lifecycle
@@ -348,6 +393,7 @@ class ExchangeDouble:
 
     def go_down(self) -> None:
         """Stop listening and cut every open connection (clients get connection refused / reset)."""
+        self.ws_drop_all()
         server, self._server = self._server, None
         if server is None:
             return
@@ -378,7 +424,9 @@ class ExchangeDouble:
         timer.start()
 
     def stop(self) -> None:
+        self.ws_drop_all()
         self.go_down()
+        self._ws_listen.close()
 
     def __enter__(self) -> ExchangeDouble:
         return self.start()
@@ -879,6 +927,128 @@ class ExchangeDouble:
             out["customerOrderId"] = row["customerOrderId"]
         return out
 
+    # ---- WebSockets (/ws/account signed like REST over timestamp + "GET" + "/ws/account"; /ws/trade public)
+
+    def ws_connections(self, path: str = "") -> int:
+        with self._ws_lock:
+            return sum(1 for c in self._ws_conns if c.request is not None and c.request.path.startswith(path))
+
+    def wait_ws_connections(self, count: int, path: str = "", timeout: float = 10.0) -> None:
+        """Block until ``count`` WebSocket connections on ``path`` are open (subscribed or not)."""
+        deadline = time.monotonic() + timeout
+        while self.ws_connections(path) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} WebSocket connection(s) on {path or '/ws'} not open within {timeout}s")
+            time.sleep(0.005)
+
+    def ws_drop_all(self) -> None:
+        """Cut every WebSocket connection abruptly (no close frame): the client sees the stream die."""
+        with self._ws_lock:
+            conns = list(self._ws_conns)
+            self._ws_conns.clear()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.socket.shutdown(socket.SHUT_RDWR)
+
+    def _ws_accept(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.ws_refuse:
+            return connection.respond(503, "Service Unavailable\n")
+        if request.path not in ("/ws/account", "/ws/trade"):
+            return connection.respond(404, "Not found\n")
+        if request.path == "/ws/account":
+            headers: Headers = request.headers
+            key, signature, ts = (headers.get(h) for h in ("X-VALR-API-KEY", "X-VALR-SIGNATURE", "X-VALR-TIMESTAMP"))
+            spec = self.keys.get(key or "")
+            if spec is None or not signature or not ts:
+                return connection.respond(401, "Unauthorized\n")
+            sub = headers.get("X-VALR-SUB-ACCOUNT-ID") or ""
+            expected = _signature(spec.secret, ts, "GET", "/ws/account", b"", sub)
+            if not hmac.compare_digest(expected, signature.lower()):
+                return connection.respond(401, "Unauthorized\n")
+        return None
+
+    def _ws_session(self, connection: ServerConnection) -> None:
+        with self._ws_lock:
+            self._ws_conns[connection] = set()
+        try:
+            for raw in connection:
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "PING":
+                    connection.send(json.dumps({"type": "PONG"}))
+                elif kind == "SUBSCRIBE":
+                    self._ws_subscribe(connection, message)
+        except (OSError, WebSocketException):
+            pass
+        finally:
+            with self._ws_lock:
+                self._ws_conns.pop(connection, None)
+
+    def _ws_subscribe(self, connection: ServerConnection, message: dict[str, Any]) -> None:
+        pairs: set[str] = set()
+        for sub in message.get("subscriptions") or []:
+            if isinstance(sub, dict) and sub.get("event") == "MARKET_SUMMARY_UPDATE":
+                pairs.update(str(p).upper() for p in sub.get("pairs") or [])
+        with self._ws_lock:
+            if connection in self._ws_conns:
+                self._ws_conns[connection] |= pairs
+        for symbol in sorted(pairs):
+            if symbol in self.book.quotes:
+                self._ws_send(connection, self._ws_message("MARKET_SUMMARY_UPDATE", self._summary(symbol), symbol))
+
+    def _ws_message(self, kind: str, payload: dict[str, Any], pair: str | None = None) -> str:
+        if self.ws_envelope == "flat":
+            return json.dumps({"type": kind, **payload}, default=_json_default)
+        message: dict[str, Any] = {"type": kind}
+        if pair is not None:
+            message["currencyPairSymbol"] = pair
+        message["data"] = payload
+        return json.dumps(message, default=_json_default)
+
+    @staticmethod
+    def _ws_send(connection: ServerConnection, text: str) -> None:
+        with contextlib.suppress(OSError, WebSocketException):
+            connection.send(text)
+
+    def _ws_targets(self, account: bool, symbol: str | None = None) -> list[ServerConnection]:
+        with self._ws_lock:
+            return [
+                c
+                for c, pairs in self._ws_conns.items()
+                if c.request is not None
+                and (c.request.path == "/ws/account" if account else symbol in pairs)
+            ]
+
+    def _on_book_event(self, kind: str, event: dict[str, Any]) -> None:
+        """Book -> WebSocket messages (called under the book's lock, so messages keep the book's order)."""
+        if kind == "price":
+            symbol = str(event["symbol"])
+            text = self._ws_message("MARKET_SUMMARY_UPDATE", self._summary(symbol), symbol)
+            for conn in self._ws_targets(False, symbol):
+                self._ws_send(conn, text)
+            return
+        targets = self._ws_targets(True)
+        if not targets:
+            return
+        order: Order = event["order"]
+        texts = []
+        if kind == "trade":
+            texts.append(self._ws_message("NEW_ACCOUNT_TRADE", event["trade"].row(), order.pair))
+        texts.append(self._ws_message("ORDER_STATUS_UPDATE", order.status_row()))
+        if kind == "trade":
+            spec = self.book.pairs[order.pair]
+            for row in self.book.balance_rows():
+                if row["currency"] in (spec.base, spec.quote):
+                    update = dict(row)
+                    update["currency"] = {"symbol": row["currency"]}  # BALANCE_UPDATE nests the currency
+                    texts.append(self._ws_message("BALANCE_UPDATE", update))
+        for conn in targets:
+            for text in texts:
+                self._ws_send(conn, text)
+
     # ---- admin
 
     def state(self) -> dict[str, Any]:
@@ -943,6 +1113,9 @@ class ExchangeDouble:
             after = int(query.get("after", "0"))
             rows = self.requests(query.get("path", ""), query.get("method", ""))
             return 200, [asdict(r) for r in rows if r.seq > after]
+        if method == "POST" and route == "/ws/drop":
+            self.ws_drop_all()
+            return 200, {"ok": True}
         if method == "POST" and route == "/order-status":
             order = self.force_status(str(body["customerOrderId"]), str(body["status"]), str(body.get("reason", "")))
             return 200, order.admin_row()
