@@ -495,6 +495,7 @@ class ValrClient:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        public_pacer: Any = None,
     ) -> None:
         if not api_key or not api_secret:
             raise AuthenticationFailed("VALR API key and secret are required")
@@ -526,6 +527,9 @@ class ValrClient:
         self._pairs: dict[str, PairInfo] = {}
         self._pairs_loaded_at: float | None = None
         self._order_types: dict[str, tuple[float, frozenset[str]]] = {}
+        # Shared budget of VALR's 30 public calls a minute (helios.marketdata.PublicCallPacer): every unsigned
+        # call this client sends is recorded there, so market data paces itself around them.
+        self._public_pacer = public_pacer
         self._local = threading.local()  # per-thread overall deadline (time.monotonic() value)
         self._read_only = False
 
@@ -683,6 +687,8 @@ class ValrClient:
 
     def _send_once(self, verb: str, path: str, body_text: str, *, signed: bool, retry: _Retry) -> Any:
         url = self._base_url + path
+        if not signed and self._public_pacer is not None:
+            self._public_pacer.record()
         headers = {"Accept": "application/json"}
         data: bytes | None = None
         if body_text:
