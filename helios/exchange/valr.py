@@ -1105,6 +1105,16 @@ class ValrClient:
                 return order
             if not isinstance(summary, dict):
                 raise ExchangeError("VALR order history summary has an unexpected shape")
+            if data is None and not self._parse_status_order(summary).status.is_terminal:
+                # The summary says it is working, the status call said "not found": the order may have landed
+                # between the two calls (a request still in flight). Ask the status call again before calling it
+                # finished.
+                try:
+                    again = self._call("GET", f"/v1/orders/{quote(pair.upper(), safe='')}/customerorderid/{cid}")
+                except _NotFound:
+                    again = None
+                if isinstance(again, dict):
+                    return self._parse_status_order(again)
             return self._parse_history_order(summary)
 
     @staticmethod

@@ -80,6 +80,17 @@ def test_finding1_finished_order_answers_200_with_its_final_status(replay: Repla
     assert found.total_fee == Decimal("0.000000799992") and found.fee_currency == "BTC"  # fee total surfaced
 
 
+def test_an_order_landing_between_the_status_and_summary_calls_is_not_called_cancelled(replay: Replay) -> None:
+    """A placement still in flight: the status call says "not found", then the order lands; the summary says
+    Placed. The order is working, not finished (this race made a resting order look CANCELLED)."""
+    invalid = body("order-status-customerorderid-invalid-order")
+    placed = body("order-status-customerorderid-order-placed")
+    replay.on("GET", STATUS_PATH, Answer(400, invalid), Answer(200, placed))
+    replay.on("GET", SUMMARY_PATH, Answer(200, {**placed, "totalExecutedQuantity": "0", "totalFee": "0"}))
+    found = _client(replay.url).get_order("ETHBTC", "LimitSell")
+    assert found is not None and found.status is OrderStatus.OPEN
+
+
 # ---- finding 2: every documented status
 
 

@@ -915,6 +915,8 @@ class ExchangeDouble:
         """A v2 placement's answer: 201 ``{id}``, or for an order that failed in the matching engine the
         ``{orderId, code, message}`` body with 400 or 201 (the variant)."""
         if order.status != "Failed":
+            if order.is_open and order.filled == 0:
+                self.book.emit("order", {"order": order})  # ORDER_STATUS_UPDATE "Placed" / "Active"
             return 201, {"id": order.order_id}
         status = 201 if self.variant.failed_placement == "201" else 400
         code = FAILED_PLACEMENT_CODES.get(order.failed_reason, ERR_BAD_REQUEST)
