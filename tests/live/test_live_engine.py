@@ -246,6 +246,8 @@ def test_restart_after_kill_9_between_intent_and_answer_reconciles_without_dupli
             assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
             assert time.monotonic() < deadline, "the child never journaled its intent"
             time.sleep(0.02)
+        # [valr branch] synchronise on the double's "request received" report, not on luck
+        double.wait_for_request(method="POST", path_prefix="/v2/orders", timeout=20)
         child.send_signal(signal.SIGKILL)  # dies after the intent, before the answer
         child.wait()
     finally:
