@@ -847,6 +847,7 @@ class ValrClient:
         data = self._call("GET", "/v1/public/status", signed=False, attempts=attempts)
         value = str(data.get("status", "")) if isinstance(data, dict) else ""
         self._last_status = value
+        self._read_only = value == "read-only"
         return value
 
     def ticker(self, pair: str) -> Ticker:

@@ -68,6 +68,7 @@ def test_429_on_placement_leaves_exactly_what_the_exchange_did(
 
 def test_read_only_mode_is_typed_for_reads_and_placements(client: ValrClient, double: ExchangeDouble) -> None:
     double.set_exchange_status("read-only")
+    assert client.ping() is False and client.read_only  # the status call alone shows the mode
     with pytest.raises(ExchangeReadOnly):
         client.balances()
     with pytest.raises(ExchangeReadOnly):
