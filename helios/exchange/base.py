@@ -55,7 +55,9 @@ class ExchangeClient(Protocol):
     def place_order(self, request: OrderRequest) -> ExchangeOrder:
         """Place one order. Returns the order as the exchange accepted it (status OPEN, FILLED, ...).
 
-        Raises OrderRejected when it was definitely not placed, OutcomeUnknown when it may have been.
+        Raises OrderRejected when it was definitely not placed (or reached the matching engine and failed there),
+        OutcomeUnknown when it may have been (no answer, 5xx, or a 429: never re-send it - look it up by
+        customerOrderId with ``get_order``), ExchangeUnavailable when it was provably never sent.
         """
         ...
 

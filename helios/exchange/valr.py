@@ -7,11 +7,20 @@ Thin and explicit, on ``requests``. The rules it follows (see docs/live-path.md 
   bytes are signed and sent.
 * Every number VALR sends is a JSON string and is parsed as ``Decimal``; floats never appear.
 * Read-only calls (GET) and cancels (DELETE, idempotent in effect) are retried on 429 / 5xx / network errors
-  with ``Retry-After`` or exponential backoff with jitter, a bounded number of times.
-* Order placement is never re-sent blind. A placement whose answer never arrived (read timeout, connection
-  dropped or reset after sending, 5xx) raises ``OutcomeUnknown``: the caller looks the order up by its
-  customerOrderId. A 429 on placement means VALR refused it before processing, so it is retried after backoff
-  with the same body (a duplicate is impossible anyway: the customerOrderId must be unique among open orders).
+  with ``Retry-After`` or exponential backoff with jitter, a bounded number of times, within the caller's overall
+  deadline (``with client.deadline(seconds):`` or ``deadline=`` on the order calls).
+* Order placement is never re-sent blind. A placement whose outcome is unclear (read timeout, connection dropped
+  or reset after sending, 5xx, **429** - nothing in VALR's material says a 429 was not processed, and a market /
+  IOC / FOK order is never "open", so customerOrderId uniqueness would not stop a duplicate) raises
+  ``OutcomeUnknown``: the caller looks it up by customerOrderId (``get_order``). Only a request proven never sent
+  (connect refused) is retried.
+* An unknown order answers ``400 {"code": -1, "message": "Invalid Order"}`` (VALR's collection) or 404 (one VALR
+  text): both mean "not found". A failed v2 placement's ``{orderId, code, message}`` body is a rejection whether
+  it comes with 400 or 201. Read-only mode (private calls 503, status ``read-only``) raises ``ExchangeReadOnly``.
+* Pair rules (``GET /v1/public/pairs``, a public call limited to 30/min) are cached: a placement never fetches
+  them when a cached copy exists (``refresh_pairs()`` refreshes them explicitly).
+* Fees (docs/valr-contract.md): a fill's ``fee``/``feeCurrency`` are VALR's; a maker rebate (``makerReward`` /
+  ``makerRewardCurrency``) is surfaced as a NEGATIVE ``fee`` in ``makerRewardCurrency``.
 * The secret and the signatures never appear in logs, exception messages or ``repr``.
 """
 
@@ -26,8 +35,9 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
@@ -39,10 +49,14 @@ import urllib3.exceptions
 from helios.exchange.base import deadline_remaining  # call deadline
 from helios.exchange.errors import (
     AuthenticationFailed,
+    DeadlineExceeded,
     ExchangeError,
+    ExchangeReadOnly,
     ExchangeUnavailable,
     OrderRejected,
     OutcomeUnknown,
+    PlacementDeadlineExceeded,
+    PlacementRateLimited,
     RateLimited,
 )
 from helios.models import (
@@ -66,17 +80,38 @@ DEFAULT_BASE_URL = "https://api.valr.com"
 CUSTOMER_ORDER_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,50}$")
 TRADE_HISTORY_PAGE = 100
 
-# VALR orderStatusType -> helios status. "Partially Filled" from the *history* endpoint (the order is no
-# longer open) is mapped separately: see _parse_history_order.
+# VALR orderStatusType -> helios status (docs/valr-contract.md, "Order statuses"). Statuses that depend on the
+# order's kind (a "partially filled" market/IOC/FOK order is finished: its remainder was cancelled) are resolved
+# in order_status(). "Partially Filled" from the *history* endpoint is mapped in _parse_history_order.
 _STATUS_MAP: dict[str, OrderStatus] = {
     "placed": OrderStatus.OPEN,
-    "active": OrderStatus.OPEN,
+    "active": OrderStatus.OPEN,  # a stop-limit waiting for its trigger
+    "order modified": OrderStatus.OPEN,  # refined by fill state in order_status()
+    "repriced due to slippage": OrderStatus.OPEN,  # refined by fill state in order_status()
     "partially filled": OrderStatus.PARTIALLY_FILLED,
+    "partially filled due to slippage": OrderStatus.PARTIALLY_FILLED,  # finished for market/IOC/FOK
+    "partially filled and cancelled due to slippage": OrderStatus.CANCELLED,
     "filled": OrderStatus.FILLED,
     "cancelled": OrderStatus.CANCELLED,
     "expired": OrderStatus.CANCELLED,
     "failed": OrderStatus.FAILED,
 }
+#: Every orderStatusType VALR documents (trading.md / history.md / the API collection); see tests/contract.
+DOCUMENTED_STATUSES: tuple[str, ...] = (
+    "Placed",
+    "Active",
+    "Partially Filled",
+    "Filled",
+    "Cancelled",
+    "Failed",
+    "Expired",
+    "Partially Filled Due To Slippage",
+    "Partially Filled and Cancelled Due To Slippage",
+    "Order Modified",
+    "Repriced Due To Slippage",
+)
+#: VALR's "unknown order" error code (``400 {"code": -1, "message": "Invalid Order. "}`` in the API collection).
+CODE_INVALID_ORDER = -1
 
 # Permission spellings VALR has used, folded to one canonical lowercase name.
 _PERMISSION_ALIASES: dict[str, str] = {
@@ -199,11 +234,38 @@ def _order_type(value: object) -> OrderType:
     return OrderType.MARKET if "market" in str(value).lower() else OrderType.LIMIT
 
 
-def _status(value: object) -> OrderStatus:
-    status = _STATUS_MAP.get(str(value).strip().lower())
+def order_status(
+    value: object,
+    *,
+    immediate: bool = False,
+    filled: Decimal = Decimal(0),
+    remaining: Decimal | None = None,
+) -> OrderStatus:
+    """VALR ``orderStatusType`` -> helios status. Never raises: an undocumented value maps to UNKNOWN (keep
+    looking the order up) with a warning. ``immediate``: a market, IOC or FOK order (never rests on the book)."""
+    text = " ".join(str(value).strip().lower().split())
+    status = _STATUS_MAP.get(text)
     if status is None:
-        raise ExchangeError(f"VALR sent an unknown order status: {value!r}")
+        log.warning("valr sent an undocumented order status %r: treating the order as UNKNOWN", value)
+        return OrderStatus.UNKNOWN
+    if status is OrderStatus.OPEN and filled > 0:
+        status = OrderStatus.PARTIALLY_FILLED  # "Order Modified" / "Repriced..." after a partial fill
+    if status is OrderStatus.PARTIALLY_FILLED and remaining is not None and remaining <= 0:
+        status = OrderStatus.FILLED
+    if immediate and (status is OrderStatus.PARTIALLY_FILLED or "slippage" in text) and not status.is_terminal:
+        status = OrderStatus.CANCELLED  # a partly filled market/IOC/FOK order (e.g. cut at slippage) is finished
     return status
+
+
+def _status(value: object) -> OrderStatus:
+    return order_status(value)
+
+
+def _is_immediate(row: Mapping[str, Any]) -> bool:
+    """A market, IOC or FOK order: it never rests on the book, so "partially filled" means finished."""
+    kind = str(row.get("orderType") or row.get("type") or "").lower()
+    tif = str(row.get("timeInForce") or "").upper()
+    return "market" in kind or tif in ("IOC", "FOK")
 
 
 _NOT_SENT_ERRORS = (
@@ -211,12 +273,6 @@ _NOT_SENT_ERRORS = (
     urllib3.exceptions.ConnectTimeoutError,
     requests.exceptions.ConnectTimeout,
 )
-
-
-def _capped_to_deadline(wait: float) -> float:
-    """A retry's wait, never past the call deadline (helios.exchange.base.CALL_DEADLINE)."""
-    left = deadline_remaining()
-    return wait if left is None else max(0.0, min(wait, left))
 
 
 def _nothing_sent(exc: BaseException) -> bool:
@@ -335,6 +391,82 @@ class _NotFound(ExchangeError):
     pass
 
 
+# ---- VALR-specific value types (the ExchangeClient protocol keeps helios.models' types)
+
+
+@dataclass(frozen=True)
+class BalanceDetail:
+    currency: str
+    available: Decimal
+    reserved: Decimal
+    total: Decimal
+    borrowed: Decimal
+
+
+@dataclass(frozen=True)
+class MarginStatus:
+    margin_enabled: bool
+    futures_enabled: bool
+    in_liquidation: bool
+
+    @property
+    def spot_only(self) -> bool:
+        return not (self.margin_enabled or self.futures_enabled or self.in_liquidation)
+
+
+@dataclass(frozen=True)
+class AccountIdentity:
+    """``kind``: ``main-account``, ``subaccount-key`` or ``subaccount-via-main-key``."""
+
+    kind: str
+    subaccount_id: str | None
+    key: KeyInfo
+
+
+@dataclass(frozen=True)
+class StopLimitRequest:
+    """A protective stop-limit held on VALR. ``kind``: STOP_LOSS_LIMIT (triggers when the price falls to
+    ``stop_price`` for a SELL) or TAKE_PROFIT_LIMIT (rises to it)."""
+
+    customer_order_id: str
+    pair: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    stop_price: Decimal
+    kind: str = "STOP_LOSS_LIMIT"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
+            raise ValueError(f"stop-limit kind must be STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class ConditionalRequest:
+    """Conditional TP/SL (``/v1/orders/conditionals``); both triggers -> one-cancels-the-other."""
+
+    customer_order_id: str
+    pair: str
+    quantity: Decimal
+    take_profit_trigger: Decimal | None = None
+    take_profit_price: Decimal | None = None
+    stop_loss_trigger: Decimal | None = None
+    stop_loss_price: Decimal | None = None
+    trigger_type: str = "LAST_TRADED"  # or MARK_PRICE
+
+
+@dataclass(frozen=True)
+class ConditionalOrder:
+    order_id: str
+    customer_order_id: str | None
+    pair: str
+    conditional_type: str
+    quantity: Decimal
+    take_profit_trigger: Decimal | None
+    stop_loss_trigger: Decimal | None
+    status: str
+
+
 # ---- client
 
 
@@ -364,6 +496,7 @@ class ValrClient:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        public_pacer: Any = None,
     ) -> None:
         if not api_key or not api_secret:
             raise AuthenticationFailed("VALR API key and secret are required")
@@ -394,9 +527,46 @@ class ValrClient:
         self._last_status: str | None = None
         self._pairs: dict[str, PairInfo] = {}
         self._pairs_loaded_at: float | None = None
+        self._order_types: dict[str, tuple[float, frozenset[str]]] = {}
+        # Shared budget of VALR's 30 public calls a minute (helios.marketdata.PublicCallPacer): every unsigned
+        # call this client sends is recorded there, so market data paces itself around them.
+        self._public_pacer = public_pacer
+        self._local = threading.local()  # per-thread overall deadline (time.monotonic() value)
+        self._read_only = False
 
     def __repr__(self) -> str:
         return f"ValrClient(base_url={self._base_url!r}, mode=LIVE, subaccount={bool(self._subaccount_id)})"
+
+    # ---- deadline
+
+    @contextmanager
+    def deadline(self, seconds: float | None) -> Iterator[None]:
+        """Bound every call made inside (by this thread) to ``seconds`` of wall time in total, retries and backoff
+        included. Nested deadlines keep the earlier one. ``None`` leaves the current deadline as it is."""
+        previous: float | None = getattr(self._local, "deadline", None)
+        if seconds is None:
+            yield
+            return
+        ends = time.monotonic() + max(0.0, seconds)
+        self._local.deadline = ends if previous is None else min(previous, ends)
+        try:
+            yield
+        finally:
+            self._local.deadline = previous
+
+    def _remaining(self) -> float | None:
+        """Seconds left of the nearer of this thread's ``deadline()`` and the caller's ``call_deadline()``."""
+        ends: float | None = getattr(self._local, "deadline", None)
+        mine = None if ends is None else ends - time.monotonic()
+        theirs = deadline_remaining()
+        if mine is None or theirs is None:
+            return theirs if mine is None else mine
+        return min(mine, theirs)
+
+    @property
+    def read_only(self) -> bool:
+        """True after VALR answered that it is in read-only mode, until a call succeeds again."""
+        return self._read_only
 
     # ---- clock
 
@@ -493,39 +663,38 @@ class ValrClient:
         body_text = "" if body is None else json.dumps(body, separators=(",", ":"))
         for attempt in range(attempts):
             last = attempt == attempts - 1
-            # --- call deadline (helios.exchange.base.CALL_DEADLINE): no attempt, no wait past it ---
-            left = deadline_remaining()
-            if left is not None and left <= 0:
-                raise ExchangeUnavailable(f"VALR {verb} {path}: call deadline passed, not sent")
-            last = last or (left is not None and left < 0.05)
-            # --- end call deadline ---
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(f"deadline passed before {verb} {path} could be sent (nothing sent)")
             try:
                 return self._send_once(verb, path, body_text, signed=signed, retry=retry)
+            except ExchangeReadOnly:
+                raise
             except RateLimited as exc:
+                if retry is _PLACEMENT:
+                    raise  # never re-sent: _place looks it up by customerOrderId (finding 4)
                 wait = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
-                if last or wait > self._max_retry_after:
+                if last or wait > self._max_retry_after or not self._time_left_for(wait):
                     raise
                 log.info("valr %s %s rate limited; retrying in %.3fs", verb, path, wait)
-                self._sleep(_capped_to_deadline(wait))
+                self._sleep(wait)
             except ExchangeUnavailable:
                 # Placement gets here only when nothing was sent (connect refused/timeout): retry-safe.
-                if last:
-                    raise
                 wait = self._backoff(attempt)
+                if last or not self._time_left_for(wait):
+                    raise
                 log.info("valr %s %s unavailable; retrying in %.3fs", verb, path, wait)
-                self._sleep(_capped_to_deadline(wait))
+                self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _deadline_timeout(self) -> tuple[float, float]:
-        """(connect, read) timeouts, capped to what is left of the call deadline (helios.exchange.base)."""
-        left = deadline_remaining()
-        if left is None:
-            return self._timeout
-        left = max(0.01, left)
-        return (min(self._timeout[0], left), min(self._timeout[1], left))
+    def _time_left_for(self, wait: float) -> bool:
+        remaining = self._remaining()
+        return remaining is None or remaining > wait
 
     def _send_once(self, verb: str, path: str, body_text: str, *, signed: bool, retry: _Retry) -> Any:
         url = self._base_url + path
+        if not signed and self._public_pacer is not None:
+            self._public_pacer.record()
         headers = {"Accept": "application/json"}
         data: bytes | None = None
         if body_text:
@@ -545,8 +714,13 @@ class ValrClient:
         if prepared.path_url != self._base_path + path:
             raise ExchangeError(f"internal: URL normalisation changed the signed path {path!r}")
         started = time.perf_counter()
+        timeout = self._timeout
+        remaining = self._remaining()
+        if remaining is not None:
+            bound = max(0.001, remaining)
+            timeout = (min(timeout[0], bound), min(timeout[1], bound))
         try:
-            response = self._session.send(prepared, timeout=self._deadline_timeout(), allow_redirects=False)
+            response = self._session.send(prepared, timeout=timeout, allow_redirects=False)
         except requests.RequestException as exc:
             self._connected = False
             elapsed = (time.perf_counter() - started) * 1000
@@ -555,8 +729,13 @@ class ValrClient:
                 log.warning("valr %s %s: not sent (%s) after %.0f ms", verb, path, kind, elapsed)
                 raise ExchangeUnavailable(f"VALR unreachable for {verb} {path}: {kind}") from None
             log.warning("valr %s %s: no answer (%s) after %.0f ms", verb, path, kind, elapsed)
+            out_of_time = remaining is not None and self._remaining() is not None and (self._remaining() or 0) <= 0
             if retry.on_failure:
+                if out_of_time:
+                    raise DeadlineExceeded(f"deadline passed waiting for {verb} {path}") from None
                 raise ExchangeUnavailable(f"VALR gave no answer to {verb} {path}: {kind}") from None
+            if out_of_time:
+                raise PlacementDeadlineExceeded(f"deadline passed waiting for {verb} {path}: outcome unknown") from None
             raise OutcomeUnknown(f"VALR gave no answer to {verb} {path} ({kind}): outcome unknown") from None
         elapsed = (time.perf_counter() - started) * 1000
         log.debug("valr %s %s -> %d in %.1f ms", verb, path, response.status_code, elapsed)
@@ -569,6 +748,11 @@ class ValrClient:
             self._connected = True
             wait = _retry_after_seconds(response.headers.get("Retry-After"), self._clock())
             raise RateLimited(f"VALR rate limited {what} (HTTP 429)", retry_after=wait)
+        if status == 503 and self._is_read_only():
+            self._connected = True
+            self._read_only = True
+            # Read-only mode refuses orders: a placement answered like this was not placed.
+            raise ExchangeReadOnly(f"VALR is in read-only mode: {what} refused (HTTP 503)", http_status=status)
         if status >= 500:
             self._connected = False
             code, message = self._error_fields(response)
@@ -577,6 +761,8 @@ class ValrClient:
                 raise ExchangeUnavailable(detail, code=code, http_status=status)
             raise OutcomeUnknown(detail + " (outcome unknown)", code=code, http_status=status)
         self._connected = True
+        if status < 400:
+            self._read_only = False
         if status in (401, 403):
             code, message = self._error_fields(response)
             raise AuthenticationFailed(
@@ -595,18 +781,37 @@ class ValrClient:
         else:
             parsed = self._json(response)
         error = self._embedded_error(parsed)
-        not_found = status == 404 or (error is not None and "not found" in error[1].lower())
+        not_found = (
+            status == 404
+            or (error is not None and error[0] == CODE_INVALID_ORDER)
+            or (error is not None and "not found" in error[1].lower())
+        )
         if not_found and retry is not _PLACEMENT:  # a placement is never "not found": it is rejected
             code, message = error if error is not None else (None, "not found")
             raise _NotFound(f"VALR {what}: {message}", code=code, http_status=status)
-        if status >= 400 or (error is not None and status != 201):
+        # A failed v2 placement answers {orderId, code, message} with 400 (API collection) or 201 (another VALR
+        # source): a rejection either way. The order exists on VALR with status Failed.
+        if status >= 400 or error is not None:
             code, message = error if error is not None else (None, response.text[:200].strip())
             coded = f", code {code}" if code is not None else ""
             text = f"VALR refused {what} (HTTP {status}{coded}): {message}"
             if retry is _PLACEMENT:
-                raise OrderRejected(text, code=code, http_status=status)
+                rejected = OrderRejected(text, code=code, http_status=status)
+                if isinstance(parsed, dict) and parsed.get("orderId"):
+                    rejected.order_id = str(parsed["orderId"])
+                raise rejected
             raise ExchangeError(text, code=code, http_status=status)
         return parsed
+
+    def _is_read_only(self) -> bool:
+        """After a 503: is VALR in read-only mode? (one unsigned ``/v1/public/status`` call, no retries)."""
+        try:
+            data = self._send_once("GET", "/v1/public/status", "", signed=False, retry=_IDEMPOTENT)
+        except ExchangeError:
+            return False
+        value = str(data.get("status", "")) if isinstance(data, dict) else ""
+        self._last_status = value
+        return value == "read-only"
 
     @staticmethod
     def _json(response: requests.Response) -> Any:
@@ -648,6 +853,7 @@ class ValrClient:
         data = self._call("GET", "/v1/public/status", signed=False, attempts=attempts)
         value = str(data.get("status", "")) if isinstance(data, dict) else ""
         self._last_status = value
+        self._read_only = value == "read-only"
         return value
 
     def ticker(self, pair: str) -> Ticker:
@@ -696,6 +902,25 @@ class ValrClient:
             base_decimal_places=places,
             active=bool(row.get("active", True)),
         )
+
+    def refresh_pairs(self) -> dict[str, PairInfo]:
+        """Re-read every pair's rules now (one public call). Call it rarely (e.g. hourly), never per order."""
+        return self.pairs(refresh=True)
+
+    def _cached_pair_info(self, pair: str) -> PairInfo:
+        """Pair rules for a placement: the cached copy whatever its age; fetched only when never loaded.
+
+        Never spends the public quota (30/min) on the order path when rules are cached (finding 6)."""
+        key = pair.upper()
+        info = self._pairs.get(key)
+        if info is not None:
+            return info
+        try:
+            return self.pair_info(pair)
+        except (OrderRejected, OutcomeUnknown, ExchangeUnavailable, RateLimited, AuthenticationFailed):
+            raise
+        except ExchangeError as exc:
+            raise OrderRejected(f"{pair}: {exc.message} (not sent)") from None
 
     def pair_info(self, pair: str) -> PairInfo:
         key = pair.upper()
@@ -771,6 +996,13 @@ class ValrClient:
 
     @staticmethod
     def _parse_fill(row: Mapping[str, Any]) -> Fill:
+        """One trade-history row. A maker rebate (``makerReward``/``makerRewardCurrency``, present instead of
+        ``fee``) becomes a NEGATIVE fee in the reward's currency, so P&L adds it back (docs/valr-contract.md)."""
+        reward = row.get("makerReward")
+        if reward not in (None, "") and row.get("fee") in (None, ""):
+            amount = to_decimal(reward, "makerReward")
+            currency = str(row.get("makerRewardCurrency") or row.get("feeCurrency") or "")
+            return replace(ValrClient._parse_fill({**row, "fee": "0"}), fee=-amount, fee_currency=currency)
         fee = row.get("fee")
         return Fill(
             trade_id=str(row["id"]),
@@ -793,75 +1025,113 @@ class ValrClient:
 
     # ---- orders
 
-    def place_order(self, request: OrderRequest) -> ExchangeOrder:
+    def place_order(self, request: OrderRequest, *, deadline: float | None = None) -> ExchangeOrder:
         """Place via the synchronous v2 endpoints; local pair rules first (nothing sent when they fail).
 
-        Raises OrderRejected (definitely not placed), OutcomeUnknown (look it up with get_order), RateLimited
-        (refused before processing, after the bounded retries), ExchangeUnavailable (never sent).
+        Raises OrderRejected (definitely not placed, or placed and Failed: ``order_id`` set), OutcomeUnknown (the
+        answer was unclear - timeout, 5xx, 429, read-only 503 - and a look-up by customerOrderId did not find it:
+        keep looking it up, never re-send), ExchangeUnavailable (never sent). ``deadline``: seconds for the whole
+        call, look-up included.
         """
-        try:
-            info = self.pair_info(request.pair)
-        except (OrderRejected, OutcomeUnknown, ExchangeUnavailable, RateLimited, AuthenticationFailed):
-            raise
-        except ExchangeError as exc:
-            raise OrderRejected(f"{request.customer_order_id}: {exc.message} (not sent)") from None
-        check_pair_rules(request, info)
-        endpoint = "/v2/orders/limit" if request.order_type is OrderType.LIMIT else "/v2/orders/market"
-        data = self._call("POST", endpoint, body=order_body(request), retry=_PLACEMENT)
-        order_id = str(data.get("id")) if isinstance(data, dict) and data.get("id") else None
-        log.info(
-            "valr order accepted: %s %s %s %s cid=%s id=%s",
-            request.pair,
-            request.side.value,
-            request.order_type.value,
-            request.quantity,
-            request.customer_order_id,
-            order_id,
-        )
-        accepted = ExchangeOrder(
-            customer_order_id=request.customer_order_id,
-            order_id=order_id,
-            pair=request.pair.upper(),
-            side=request.side,
-            order_type=request.order_type,
-            status=OrderStatus.OPEN,
-            price=request.price,
-            original_quantity=request.quantity,
-        )
-        if not self._confirm_placement:
-            return accepted
-        try:
-            found = self.get_order(request.pair, request.customer_order_id)
-        except ExchangeError as exc:
-            cid = request.customer_order_id
-            log.warning("valr order %s accepted but its status look-up failed: %s", cid, exc)
-            return accepted
-        return found if found is not None else accepted
+        with self.deadline(deadline):
+            info = self._cached_pair_info(request.pair)
+            check_pair_rules(request, info)
+            endpoint = "/v2/orders/limit" if request.order_type is OrderType.LIMIT else "/v2/orders/market"
+            data = self._place(request.pair, request.customer_order_id, endpoint, order_body(request))
+            order_id = str(data.get("id")) if isinstance(data, dict) and data.get("id") else None
+            log.info(
+                "valr order accepted: %s %s %s %s cid=%s id=%s",
+                request.pair,
+                request.side.value,
+                request.order_type.value,
+                request.quantity,
+                request.customer_order_id,
+                order_id,
+            )
+            accepted = ExchangeOrder(
+                customer_order_id=request.customer_order_id,
+                order_id=order_id,
+                pair=request.pair.upper(),
+                side=request.side,
+                order_type=request.order_type,
+                status=OrderStatus.OPEN,
+                price=request.price,
+                original_quantity=request.quantity,
+            )
+            if not self._confirm_placement:
+                return accepted
+            try:
+                found = self.get_order(request.pair, request.customer_order_id)
+            except ExchangeError as exc:
+                cid = request.customer_order_id
+                log.warning("valr order %s accepted but its status look-up failed: %s", cid, exc)
+                return accepted
+            return found if found is not None else accepted
 
-    def get_order(self, pair: str, customer_order_id: str) -> ExchangeOrder | None:
-        """Open-order status by customerOrderId; on 404 the history summary; None when VALR never saw it."""
-        cid = quote(customer_order_id, safe="")
+    def _place(self, pair: str, cid: str, endpoint: str, body: Mapping[str, Any]) -> Any:
+        """Send one placement exactly once (only a request proven never sent is retried).
+
+        An unclear outcome - no answer, 5xx, or 429 (nothing in VALR's material says a 429 was not processed; a
+        market/IOC/FOK order is never "open", so customerOrderId uniqueness would not stop a duplicate) - raises
+        ``OutcomeUnknown`` (``PlacementRateLimited`` for a 429): the caller looks the order up by customerOrderId
+        with ``get_order`` and never re-sends it blind."""
         try:
-            data = self._call("GET", f"/v1/orders/{quote(pair.upper(), safe='')}/customerorderid/{cid}")
-            if isinstance(data, dict):
-                return self._parse_status_order(data)
-            raise ExchangeError("VALR order status has an unexpected shape")
-        except _NotFound:
-            pass
-        try:
-            data = self._call("GET", f"/v1/orders/history/summary/customerorderid/{cid}")
-        except _NotFound:
-            return None
-        if not isinstance(data, dict):
-            raise ExchangeError("VALR order history summary has an unexpected shape")
-        return self._parse_history_order(data)
+            return self._call("POST", endpoint, body=body, retry=_PLACEMENT)
+        except RateLimited as exc:
+            log.warning("valr placement %s (%s) answered 429: outcome unknown, look it up", cid, pair)
+            raise PlacementRateLimited(
+                f"VALR rate limited placement {cid} (HTTP 429): outcome unknown - look it up by customerOrderId, "
+                "never re-send",
+                retry_after=exc.retry_after,
+            ) from None
+
+    def get_order(
+        self, pair: str, customer_order_id: str, *, deadline: float | None = None
+    ) -> ExchangeOrder | None:
+        """Order status by customerOrderId; None when VALR never saw it.
+
+        The status call answers finished orders too (200 with the final status); "not found" in either form
+        (``400 {"code": -1}`` or 404) falls back to the history summary. A finished order with fills is completed
+        from the history summary (average price, total fee and fee currency)."""
+        with self.deadline(deadline):
+            cid = quote(customer_order_id, safe="")
+            order: ExchangeOrder | None = None
+            try:
+                data = self._call("GET", f"/v1/orders/{quote(pair.upper(), safe='')}/customerorderid/{cid}")
+            except _NotFound:
+                data = None
+            if data is not None:
+                if not isinstance(data, dict):
+                    raise ExchangeError("VALR order status has an unexpected shape")
+                order = self._parse_status_order(data)
+                if not (order.status.is_terminal and order.filled_quantity > 0):
+                    return order
+            try:
+                summary = self._call("GET", f"/v1/orders/history/summary/customerorderid/{cid}")
+            except _NotFound:
+                return order
+            if not isinstance(summary, dict):
+                raise ExchangeError("VALR order history summary has an unexpected shape")
+            if data is None and not self._parse_status_order(summary).status.is_terminal:
+                # The summary says it is working, the status call said "not found": the order may have landed
+                # between the two calls (a request still in flight). Ask the status call again before calling it
+                # finished.
+                try:
+                    again = self._call("GET", f"/v1/orders/{quote(pair.upper(), safe='')}/customerorderid/{cid}")
+                except _NotFound:
+                    again = None
+                if isinstance(again, dict):
+                    return self._parse_status_order(again)
+            return self._parse_history_order(summary)
 
     @staticmethod
     def _parse_status_order(row: Mapping[str, Any]) -> ExchangeOrder:
         original = to_decimal(row.get("originalQuantity"), "originalQuantity")
         remaining = _opt_decimal(row, "remainingQuantity")
-        status = _status(row.get("orderStatusType"))
         filled = original - remaining if remaining is not None else Decimal(0)
+        status = order_status(
+            row.get("orderStatusType"), immediate=_is_immediate(row), filled=filled, remaining=remaining
+        )
         if status is OrderStatus.FILLED and remaining is None:
             filled = original
         price = _opt_decimal(row, "originalPrice")
@@ -885,8 +1155,8 @@ class ValrClient:
         executed = _opt_decimal(row, "totalExecutedQuantity")
         average = _opt_decimal(row, "averagePrice")
         status = base.status
-        # Reached only after the open-order call said 404: a "Partially Filled" order there is no longer
-        # working (its remainder was cancelled/expired), so it is terminal for helios.
+        # Reached only after the status call said "not found" or "finished": a "Partially Filled" order here is
+        # no longer working (its remainder was cancelled/expired), so it is terminal for helios.
         if status in (OrderStatus.PARTIALLY_FILLED, OrderStatus.OPEN):
             status = OrderStatus.CANCELLED
         return ExchangeOrder(
@@ -946,6 +1216,213 @@ class ValrClient:
         data = self._call("DELETE", "/v1/orders")
         return [str(row["orderId"]) for row in self._rows(data, "cancel all") if row.get("orderId")]
 
+    # ---- account guards
+
+    def balance_details(self) -> list[BalanceDetail]:
+        """Balances with VALR's margin fields (``borrowedAmount``): a borrowed amount or a negative total is an
+        alarm for a spot bot (see ``account_guards``)."""
+        data = self._call("GET", "/v1/account/balances")
+        return [
+            BalanceDetail(
+                currency=str(row["currency"]),
+                available=to_decimal(row.get("available"), "available"),
+                reserved=to_decimal(row.get("reserved"), "reserved"),
+                total=to_decimal(row.get("total"), "total"),
+                borrowed=_opt_decimal(row, "borrowedAmount") or Decimal(0),
+            )
+            for row in self._rows(data, "balances")
+        ]
+
+    def margin_status(self) -> MarginStatus:
+        """``GET /v1/margin/account/status``: all three must be false for a spot bot."""
+        data = self._call("GET", "/v1/margin/account/status")
+        if not isinstance(data, dict):
+            raise ExchangeError("VALR margin status has an unexpected shape")
+        return MarginStatus(
+            margin_enabled=data.get("marginEnabled") is True,
+            futures_enabled=data.get("futuresEnabled") is True,
+            in_liquidation=data.get("inLiquidation") is True,
+        )
+
+    def account_identity(self) -> AccountIdentity:
+        """Which account the key acts for: the key's own account (main or subaccount), or - when this client was
+        given ``subaccount_id`` - a subaccount reached with a main-account key (``X-VALR-SUB-ACCOUNT-ID``)."""
+        key = self.key_info()
+        if self._subaccount_id and key.is_sub_account:
+            raise ExchangeError(
+                "a subaccount's own key must not send X-VALR-SUB-ACCOUNT-ID: unset the subaccount id for this key"
+            )
+        if self._subaccount_id:
+            return AccountIdentity(kind="subaccount-via-main-key", subaccount_id=self._subaccount_id, key=key)
+        return AccountIdentity(kind="subaccount-key" if key.is_sub_account else "main-account", subaccount_id=None,
+                               key=key)
+
+    def account_guards(self) -> list[str]:
+        """Named reasons this account is unfit for a spot bot ([] = fine): margin/futures enabled, liquidation,
+        borrowed amounts, negative totals. Pure reads; ``allowMargin`` is never sent by this client."""
+        problems: list[str] = []
+        margin = self.margin_status()
+        if margin.margin_enabled:
+            problems.append("margin trading is enabled on the account")
+        if margin.futures_enabled:
+            problems.append("futures trading is enabled on the account")
+        if margin.in_liquidation:
+            problems.append("the account is in liquidation")
+        for row in self.balance_details():
+            if row.borrowed > 0:
+                problems.append(f"{row.currency} has a borrowed amount of {row.borrowed}")
+            if row.total < 0:
+                problems.append(f"{row.currency} total is negative ({row.total})")
+        return problems
+
+    # ---- protection held on the exchange
+
+    def order_types(self, pair: str) -> frozenset[str]:
+        """``GET /v1/public/{pair}/ordertypes`` (public; cached for ``pairs_ttl``): e.g. STOP_LOSS_LIMIT."""
+        key = pair.upper()
+        cached = self._order_types.get(key)
+        if cached is not None and self._clock() - cached[0] <= self._pairs_ttl:
+            return cached[1]
+        data = self._call("GET", f"/v1/public/{quote(key, safe='')}/ordertypes", signed=False)
+        if isinstance(data, dict):  # agent-skills market-data.md shows {"currencyPair", "orderTypes": [...]}
+            data = data.get("orderTypes")
+        if not isinstance(data, list):
+            raise ExchangeError(f"VALR order types for {pair} have an unexpected shape")
+        types = frozenset(str(t).upper() for t in data)
+        self._order_types[key] = (self._clock(), types)
+        return types
+
+    def place_stop_limit(self, request: StopLimitRequest, *, deadline: float | None = None) -> ExchangeOrder:
+        """``POST /v2/orders/stop/limit`` (STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT). Status "Active" (OPEN) until
+        triggered. Same never-re-send rule as place_order."""
+        with self.deadline(deadline):
+            info = self._cached_pair_info(request.pair)
+            as_limit = OrderRequest(request.customer_order_id, request.pair, request.side, OrderType.LIMIT,
+                                    request.quantity, request.price)
+            check_pair_rules(as_limit, info)
+            if request.stop_price <= 0 or request.stop_price % info.tick_size != 0:
+                raise OrderRejected(f"{request.customer_order_id}: stopPrice {request.stop_price} is not a positive "
+                                    f"multiple of tickSize {info.tick_size} (local pair rules, not sent)")
+            body = {
+                "side": request.side.value,
+                "quantity": str(request.quantity),
+                "price": str(request.price),
+                "stopPrice": str(request.stop_price),
+                "pair": request.pair.upper(),
+                "type": request.kind,
+                "timeInForce": "GTC",
+                "customerOrderId": request.customer_order_id,
+            }
+            data = self._place(request.pair, request.customer_order_id, "/v2/orders/stop/limit", body)
+            order_id = str(data.get("id")) if isinstance(data, dict) and data.get("id") else None
+            found = None
+            if self._confirm_placement:
+                try:
+                    found = self.get_order(request.pair, request.customer_order_id)
+                except ExchangeError as exc:
+                    cid = request.customer_order_id
+                    log.warning("valr stop order %s accepted; status look-up failed: %s", cid, exc)
+            return found or ExchangeOrder(
+                customer_order_id=request.customer_order_id, order_id=order_id, pair=request.pair.upper(),
+                side=request.side, order_type=OrderType.LIMIT, status=OrderStatus.OPEN, price=request.price,
+                original_quantity=request.quantity,
+            )
+
+    def place_conditional(self, request: ConditionalRequest, *, deadline: float | None = None) -> str:
+        """``POST /v1/orders/conditionals`` (take-profit and/or stop-loss, one-cancels-the-other when both are
+        given). Answers 202 ``{id}``: accepted for processing; confirm with ``conditional_orders()``. Returns the
+        id. Never re-sent blind: an unclear answer raises OutcomeUnknown - look among ``conditional_orders()``."""
+        body: dict[str, Any] = {
+            "pair": request.pair.upper(),
+            "quantity": str(request.quantity),
+            "triggerType": request.trigger_type,
+            "customerOrderId": request.customer_order_id,
+        }
+        if request.take_profit_trigger is not None:
+            body["takeProfitTriggerPrice"] = str(request.take_profit_trigger)
+            body["takeProfitOrderPrice"] = str(request.take_profit_price or request.take_profit_trigger)
+        if request.stop_loss_trigger is not None:
+            body["stopLossTriggerPrice"] = str(request.stop_loss_trigger)
+            body["stopLossOrderPrice"] = str(request.stop_loss_price or request.stop_loss_trigger)
+        if len(body) == 4:
+            raise OrderRejected(f"{request.customer_order_id}: a conditional order needs a take-profit or a "
+                                "stop-loss trigger (not sent)")
+        with self.deadline(deadline):
+            data = self._place(request.pair, request.customer_order_id, "/v1/orders/conditionals", body)
+        if not isinstance(data, dict) or not data.get("id"):
+            raise OutcomeUnknown(f"VALR accepted conditional {request.customer_order_id} without an id")
+        return str(data["id"])
+
+    def conditional_orders(self) -> list[ConditionalOrder]:
+        """``GET /v1/orders/conditionals``: the account's open conditional orders."""
+        rows = self._rows(self._call("GET", "/v1/orders/conditionals"), "conditional orders")
+        return [
+            ConditionalOrder(
+                order_id=str(row.get("orderId", "")),
+                customer_order_id=str(row["customerOrderId"]) if row.get("customerOrderId") else None,
+                pair=str(row.get("currencyPair", "")),
+                conditional_type=str(row.get("conditionalType", "")),
+                quantity=_opt_decimal(row, "quantity") or Decimal(0),
+                take_profit_trigger=_opt_decimal(row, "takeProfitTriggerPrice"),
+                stop_loss_trigger=_opt_decimal(row, "stopLossTriggerPrice"),
+                status=str(row.get("orderStatusType") or ""),
+            )
+            for row in rows
+        ]
+
+    def cancel_conditional(self, pair: str, *, order_id: str | None = None,
+                           customer_order_id: str | None = None) -> None:
+        """``DELETE /v1/orders/conditionals/conditional`` by orderId or customerOrderId (202: re-query)."""
+        if (order_id is None) == (customer_order_id is None):
+            raise ValueError("give exactly one of order_id or customer_order_id")
+        body: dict[str, str] = {"pair": pair.upper()}
+        if order_id is not None:
+            body["orderId"] = order_id
+        else:
+            assert customer_order_id is not None
+            body["customerOrderId"] = customer_order_id
+        try:
+            self._call("DELETE", "/v1/orders/conditionals/conditional", body=body)
+        except _NotFound as exc:
+            raise OrderRejected(exc.message, code=exc.code, http_status=exc.http_status) from None
+
+    def cancel_all_conditionals(self) -> list[str]:
+        """``DELETE /v1/orders/conditionals``: the ids VALR accepted to cancel (re-query to confirm)."""
+        data = self._call("DELETE", "/v1/orders/conditionals")
+        return [str(row["orderId"]) for row in self._rows(data, "cancel conditionals") if row.get("orderId")]
+
+    def cancel_everything(self, *, deadline: float | None = None) -> list[str]:
+        """Cancel every regular order (``DELETE /v1/orders``, stop-limits included) AND every conditional order
+        (``DELETE /v1/orders/conditionals``: ``DELETE /v1/orders`` does not cover them). Accepted is not proof:
+        re-query ``open_orders()`` and ``conditional_orders()``."""
+        with self.deadline(deadline):
+            return self.cancel_all_orders() + self.cancel_all_conditionals()
+
+    def cancel_open_orders_except(
+        self, keep: Callable[[ExchangeOrder], bool], *, deadline: float | None = None
+    ) -> list[ExchangeOrder]:
+        """Cancel, one by one, every open regular order for which ``keep(order)`` is False (e.g. keep the
+        protective stop-limits during an emergency stop; ``DELETE /v1/orders`` would cancel them too). Returns
+        the orders asked to cancel; conditional orders are untouched. Re-query to confirm."""
+        asked: list[ExchangeOrder] = []
+        with self.deadline(deadline):
+            for order in self.open_orders():
+                if keep(order):
+                    continue
+                body: dict[str, str] = {"pair": order.pair.upper()}
+                if order.order_id:
+                    body["orderId"] = order.order_id
+                elif order.customer_order_id:
+                    body["customerOrderId"] = order.customer_order_id
+                else:
+                    continue
+                try:
+                    self._call("DELETE", "/v2/orders/order", body=body)
+                except _NotFound:
+                    continue  # finished meanwhile
+                asked.append(order)
+        return asked
+
     # ---- health
 
     def is_connected(self) -> bool:
@@ -979,12 +1456,20 @@ class ValrClient:
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DOCUMENTED_STATUSES",
+    "AccountIdentity",
+    "BalanceDetail",
+    "ConditionalOrder",
+    "ConditionalRequest",
+    "MarginStatus",
+    "StopLimitRequest",
     "ValrClient",
     "check_pair_rules",
     "iso_ms",
     "key_has_permission",
     "normalise_permission",
     "order_body",
+    "order_status",
     "sign_request",
     "to_decimal",
 ]

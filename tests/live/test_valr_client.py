@@ -10,7 +10,7 @@ import pytest
 
 from helios.exchange.base import ExchangeClient
 from helios.exchange.double import DEFAULT_SECRET, ExchangeDouble
-from helios.exchange.errors import AuthenticationFailed, OrderRejected
+from helios.exchange.errors import AuthenticationFailed, ExchangeReadOnly, OrderRejected
 from helios.exchange.valr import ValrClient, key_has_permission
 from helios.models import Mode, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
@@ -108,13 +108,14 @@ def test_limit_order_open_partial_fill_then_filled(valr_client: ValrClient, exch
     done = valr_client.get_order(BTC, "life-1")  # 404 on the open endpoint -> history summary
     assert done is not None and done.status is OrderStatus.FILLED
     assert done.filled_quantity == Decimal("0.002") and done.average_price == Decimal("1100000")
-    assert done.total_fee == Decimal("0.000001") and done.fee_currency == "BTC"
+    # VALR: a maker pays its fee in the currency it pays - a maker BUY pays ZAR (0.05% of R2,200).
+    assert done.total_fee == Decimal("1.1") and done.fee_currency == "ZAR"
     assert valr_client.open_orders() == []
 
     fills = valr_client.fills()
     assert [f.quantity for f in fills] == [Decimal("0.001"), Decimal("0.001")]
     assert all(f.customer_order_id == "life-1" and f.price == Decimal("1100000") for f in fills)
-    assert all(f.fee == Decimal("0.0000005") and f.fee_currency == "BTC" for f in fills)
+    assert all(f.fee == Decimal("0.55") and f.fee_currency == "ZAR" for f in fills)  # maker BUY pays ZAR
     assert fills[0].traded_at <= fills[1].traded_at
     assert valr_client.fills(since=fills[1].traded_at + timedelta(seconds=1)) == []
 
@@ -144,8 +145,11 @@ def test_ioc_remainder_is_cancelled(valr_client: ValrClient, exchange_double: Ex
 
 
 def test_post_only_that_would_cross_fails(valr_client: ValrClient) -> None:
-    order = valr_client.place_order(limit("po-1", Side.BUY, "0.001", "1200000", post_only=True))
-    assert order.status is OrderStatus.FAILED and order.failed_reason
+    with pytest.raises(OrderRejected) as info:  # VALR: {orderId, code, message} for a placement that failed
+        valr_client.place_order(limit("po-1", Side.BUY, "0.001", "1200000", post_only=True))
+    assert info.value.order_id
+    order = valr_client.get_order(BTC, "po-1")
+    assert order is not None and order.status is OrderStatus.FAILED and order.failed_reason
 
 
 def test_market_orders_fill_or_fail(valr_client: ValrClient, exchange_double: ExchangeDouble) -> None:
@@ -154,8 +158,11 @@ def test_market_orders_fill_or_fail(valr_client: ValrClient, exchange_double: Ex
     sold = valr_client.place_order(market("mk-2", Side.SELL, "0.01"))
     assert sold.status is OrderStatus.FILLED and sold.fee_currency == "ZAR" and sold.total_fee == Decimal("12")
     exchange_double.set_balance("ZAR", "5")
-    failed = valr_client.place_order(market("mk-3", Side.BUY, "0.01"))
-    assert failed.status is OrderStatus.FAILED and failed.failed_reason == "Insufficient Balance"
+    with pytest.raises(OrderRejected) as info:
+        valr_client.place_order(market("mk-3", Side.BUY, "0.01"))
+    assert info.value.code == -6 and info.value.order_id  # API collection: Market Order V2 / unsuccessful
+    failed = valr_client.get_order(BTC, "mk-3")
+    assert failed is not None and failed.status is OrderStatus.FAILED and failed.failed_reason == "Insufficient Balance"
 
 
 def test_duplicate_open_customer_order_id_is_rejected(valr_client: ValrClient) -> None:
@@ -241,8 +248,11 @@ def test_fills_paginate_past_one_hundred(make_client: ClientFactory, exchange_do
 def test_read_only_exchange_refuses_orders(valr_client: ValrClient, exchange_double: ExchangeDouble) -> None:
     exchange_double.set_exchange_status("read-only")
     assert valr_client.ping() is False
-    with pytest.raises(OrderRejected):
+    with pytest.raises(ExchangeReadOnly):
         valr_client.place_order(limit("ro-1", Side.BUY, "0.001", "1000000"))
+    assert valr_client.read_only
+    exchange_double.set_exchange_status("online")
+    assert valr_client.balances() and not valr_client.read_only
 
 
 def test_cancel_of_unknown_order_is_rejected(valr_client: ValrClient) -> None:

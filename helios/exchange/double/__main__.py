@@ -18,6 +18,7 @@ from helios.exchange.double.server import (
     DEFAULT_KEY,
     DEFAULT_PERMISSIONS,
     DEFAULT_SECRET,
+    DoubleVariant,
     ExchangeDouble,
     KeySpec,
 )
@@ -66,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit-key", type=int, default=2000, help="requests per minute per key")
     parser.add_argument("--rate-limit-ip", type=int, default=1200, help="requests per minute per IP")
     parser.add_argument("--timestamp-tolerance-ms", type=int, default=10_000)
+    parser.add_argument("--rate-limit-public", type=int, default=None,
+                        help="public calls per minute per IP (VALR documents 30; default: unlimited)")
+    parser.add_argument("--unknown-order", choices=("400", "404"), default="400",
+                        help="answer for an unknown order (docs/valr-contract.md, Variants)")
+    parser.add_argument("--failed-placement", choices=("400", "201"), default="400",
+                        help="HTTP status of a failed v2 placement's {orderId, code, message} body")
+    parser.add_argument("--placement-429", choices=("refused", "processed"), default="refused",
+                        help="whether a placement answered 429 was processed")
+    parser.add_argument("--ws-envelope", choices=("data", "flat"), default="data",
+                        help="WebSocket message shape")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -86,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         timestamp_tolerance_ms=args.timestamp_tolerance_ms,
         rate_limit_per_key=args.rate_limit_key,
         rate_limit_per_ip=args.rate_limit_ip,
+        rate_limit_public=args.rate_limit_public,
+        variant=DoubleVariant(args.unknown_order, args.failed_placement, args.placement_429),
     )
+    double.ws_envelope = args.ws_envelope
     if args.latency_ms:
         double.inject_latency(args.latency_ms)
     try:

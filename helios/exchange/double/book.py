@@ -6,9 +6,15 @@ Deliberately simple and deterministic:
 * the top of book has unlimited depth at the current bid/ask, set by the test (``set_price``);
 * a marketable limit order fills ``fill_ratio`` of its original quantity per *price step* (each ``set_price``
   or ``step`` call, and once on entry), so partial fills are easy to drive; market orders fill at once;
-* fees are charged in the currency received (BUY: base, SELL: quote); maker for resting fills, else taker.
+* fees (VALR, see docs/valr-contract.md): a taker pays in the currency received (BUY: base, SELL: quote); a maker
+  pays in the currency it pays (maker BUY: quote/ZAR, maker SELL: base). A negative maker rate is a rebate, shown
+  as ``makerReward``/``makerRewardCurrency`` instead of ``fee``/``feeCurrency`` (agent-skills fees.md);
+* stop-limit orders (STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT) wait "Active" until the last price moves through their
+  stop price, then rest as a limit order ("Placed") and match like one;
+* conditional orders (``/v1/orders/conditionals``) are stored, listed and cancelled; they are not triggered.
 
-Error codes: only -12007 (minimum order size) is documented by VALR; the other codes are illustrative.
+Error codes documented by VALR: -1 (Invalid Order), -6 (Insufficient Balance), -12007 (minimum order size),
+-21403 (conditional would trigger immediately); the other codes are illustrative.
 """
 
 from __future__ import annotations
@@ -38,8 +44,15 @@ ERR_MAX_SIZE = -12008
 ERR_AUTH = -11100
 ERR_EXPIRED = -11101
 ERR_FORBIDDEN = -11102
+ERR_INVALID_ORDER = -1  # VALR API collection: Order Status (customerOrderId) / "Invalid Order"
+ERR_INSUFFICIENT_BALANCE = -6  # VALR API collection: Limit Order V2 / "placed unsuccessfully"
+ERR_WOULD_TRIGGER = -21403  # VALR API collection: Conditional Order / "unsuccessful"
+STOP_KINDS = {"STOP_LOSS_LIMIT": "stop-loss-limit", "TAKE_PROFIT_LIMIT": "take-profit-limit"}
+# VALR API collection: Public APIs / Order Types for a currency pair (the example answer).
+DEFAULT_ORDER_TYPES = ("LIMIT_POST_ONLY", "MARKET", "LIMIT", "SIMPLE", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 
-OPEN_STATES = frozenset({"Placed", "Active", "Partially Filled"})
+OPEN_STATES = frozenset({"Placed", "Active", "Partially Filled", "Order Modified", "Repriced Due To Slippage"})
+FAILED_PLACEMENT_CODES = {"Insufficient Balance": ERR_INSUFFICIENT_BALANCE}
 
 
 class DoubleError(Exception):
@@ -176,6 +189,12 @@ class Order:
     quote_total: Decimal = Decimal(0)
     reserved: Decimal = Decimal(0)  # what is still locked for this order (quote for BUY, base for SELL)
     seeded: bool = False
+    stop_price: Decimal | None = None  # stop-limit orders only
+    stop_type: str = ""  # STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT
+
+    @property
+    def waiting_for_trigger(self) -> bool:
+        return self.status == "Active"
 
     @property
     def is_open(self) -> bool:
@@ -204,6 +223,9 @@ class Order:
         }
         if self.customer_order_id:
             row["customerOrderId"] = self.customer_order_id
+        if self.stop_price is not None:
+            row["stopPrice"] = num(self.stop_price)
+            row.pop("allowMargin", None)  # VALR's stop-order example rows carry no allowMargin
         return row
 
     def status_row(self) -> dict[str, Any]:
@@ -224,6 +246,8 @@ class Order:
         }
         if self.customer_order_id:
             row["customerOrderId"] = self.customer_order_id
+        if self.stop_price is not None:
+            row["stopPrice"] = num(self.stop_price)
         return row
 
     def history_row(self) -> dict[str, Any]:
@@ -271,11 +295,15 @@ class Trade:
             "price": num(self.price),
             "quantity": num(self.quantity),
             "side": self.side.lower(),
-            "fee": num(self.fee),
-            "feeCurrency": self.fee_currency,
             "tradedAt": iso(self.traded_at),
             "sequenceId": self.sequence,
         }
+        if self.fee < 0:  # a maker rebate (agent-skills fees.md / history.md)
+            row["makerReward"] = num(-self.fee)
+            row["makerRewardCurrency"] = self.fee_currency
+        else:
+            row["fee"] = num(self.fee)
+            row["feeCurrency"] = self.fee_currency
         if self.customer_order_id:
             row["customerOrderId"] = self.customer_order_id
         return row
@@ -298,7 +326,18 @@ class Book:
     orders: list[Order] = field(default_factory=list)
     trades: list[Trade] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    conditionals: list[dict[str, Any]] = field(default_factory=list)
+    order_types: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    margin_enabled: bool = False
+    futures_enabled: bool = False
+    borrowed: dict[str, Decimal] = field(default_factory=dict)
+    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     _sequence: int = 0
+
+    def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        """Tell listeners (the account WebSocket) about an account event."""
+        for listener in list(self.listeners):
+            listener(kind, payload)
 
     # ---- setup
 
@@ -318,7 +357,9 @@ class Book:
             if ask is None:
                 ask = ((price + half) / spec.tick).to_integral_value(ROUND_CEILING) * spec.tick
             self.quotes[spec.symbol] = Quote(bid=bid, ask=ask, last=price, at=self.now())
-            self._match_resting(spec.symbol)
+            triggered = self._trigger_stops(spec.symbol, price)
+            self._match_resting(spec.symbol, skip=triggered)
+            self.emit("price", {"symbol": spec.symbol})
 
     def step(self, symbol: str | None = None) -> None:
         """One more matching step at unchanged prices (for driving partial fills)."""
@@ -345,13 +386,15 @@ class Book:
             for cur in currencies:
                 avail = self.available.get(cur, Decimal(0))
                 res = self.reserved.get(cur, Decimal(0))
+                borrowed = self.borrowed.get(cur, Decimal(0))
                 rows.append(
                     {
                         "currency": cur,
                         "available": num(avail),
                         "reserved": num(res),
-                        "total": num(avail + res),
+                        "total": num(avail + res - borrowed),
                         "updatedAt": iso(self.now()),
+                        "borrowedAmount": num(borrowed),
                     }
                 )
             return rows
@@ -383,8 +426,6 @@ class Book:
         return order.order_id == order_id
 
     def _validate_common(self, body: dict[str, Any]) -> tuple[PairSpec, str, str | None]:
-        if self.exchange_status != "online":
-            raise DoubleError(400, ERR_READ_ONLY, "Exchange is in read-only mode")
         spec = self.pair(str(body.get("pair", "")))
         if not spec.active:
             raise DoubleError(400, ERR_UNKNOWN_PAIR, f"Currency pair {spec.symbol} is not active")
@@ -503,6 +544,112 @@ class Book:
                 )
             return order
 
+    @staticmethod
+    def _stop_triggered(order: Order, last: Decimal) -> bool:
+        """STOP_LOSS_LIMIT triggers when the price moves against the order's side past the stop (a SELL: falls
+        to it); TAKE_PROFIT_LIMIT when it moves in favour (a SELL: rises to it). Agent-skills trading.md."""
+        assert order.stop_price is not None
+        falls_to = last <= order.stop_price
+        rises_to = last >= order.stop_price
+        if order.stop_type == "STOP_LOSS_LIMIT":
+            return falls_to if order.side == "SELL" else rises_to
+        return rises_to if order.side == "SELL" else falls_to
+
+    def place_stop_limit(self, body: dict[str, Any]) -> Order:
+        with self.lock:
+            spec, side, cid = self._validate_common(body)
+            stop_type = str(body.get("type", "")).upper()
+            if stop_type not in STOP_KINDS:
+                raise DoubleError(400, ERR_BAD_REQUEST, "type must be STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT")
+            quantity = dec(body.get("quantity"), "quantity")
+            price = dec(body.get("price"), "price")
+            stop = dec(body.get("stopPrice"), "stopPrice")
+            for value in (price, stop):
+                if value <= 0 or value % spec.tick != 0:
+                    raise DoubleError(400, ERR_TICK_SIZE, f"price must be a multiple of tickSize {num(spec.tick)}")
+            self._check_size(spec, quantity, price)
+            order = self._new_order(spec, side, cid, STOP_KINDS[stop_type], price, quantity, "GTC")
+            order.stop_price, order.stop_type = stop, stop_type
+            order.fee_currency = spec.base if side == "BUY" else spec.quote
+            quote = self.quotes.get(spec.symbol)
+            if quote is not None and self._stop_triggered(order, quote.last):
+                self._finish(order, "Failed", "Stop order failed as it would have been triggered immediately")
+                return order
+            lock_cur, lock_amount = (spec.quote, quantity * price) if side == "BUY" else (spec.base, quantity)
+            if self.available.get(lock_cur, Decimal(0)) < lock_amount:
+                self._finish(order, "Failed", "Insufficient Balance")
+                return order
+            self._move(lock_cur, lock_amount, to_reserved=True)
+            order.reserved = lock_amount
+            self._finish(order, "Active", "")
+            return order
+
+    def _trigger_stops(self, symbol: str, last: Decimal) -> set[str]:
+        """Triggered stops become limit orders: one that crosses the book fills a step at once as a taker."""
+        triggered: set[str] = set()
+        quote = self.quotes[symbol]
+        for order in list(self.orders):
+            if order.pair == symbol and order.waiting_for_trigger and self._stop_triggered(order, last):
+                self._finish(order, "Placed", "")
+                triggered.add(order.order_id)
+                if self._crosses(order, quote):
+                    fill_price = quote.ask if order.side == "BUY" else quote.bid
+                    self._fill(order, self._step_quantity(order, self.pairs[symbol]), fill_price, maker=False)
+        return triggered
+
+    def place_conditional(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            spec = self.pair(str(body.get("pair", "")))
+            quantity = dec(body.get("quantity"), "quantity")
+            tp = body.get("takeProfitTriggerPrice")
+            sl = body.get("stopLossTriggerPrice")
+            if tp is None and sl is None:
+                raise DoubleError(400, ERR_BAD_REQUEST, "takeProfitTriggerPrice or stopLossTriggerPrice is required")
+            quote = self.quotes.get(spec.symbol)
+            if quote is not None and (
+                (tp is not None and quote.last >= dec(tp, "takeProfitTriggerPrice"))
+                or (sl is not None and quote.last <= dec(sl, "stopLossTriggerPrice"))
+            ):
+                raise DoubleError(
+                    400, ERR_WOULD_TRIGGER, "Could not place conditional order as it would have triggered immediately"
+                )
+            now = iso(self.now())
+            row: dict[str, Any] = {
+                "orderId": str(uuid.uuid4()),
+                "triggerOrderSide": "sell",
+                "triggerOrderType": "limit",
+                "currencyPair": spec.symbol,
+                "createdAt": now,
+                "updatedAt": now,
+                "triggerType": str(body.get("triggerType", "LAST_TRADED")),
+                "conditionalType": "OT_OCO" if tp is not None and sl is not None else
+                ("TAKE_PROFIT" if tp is not None else "STOP_LOSS"),
+                "orderStatusType": "Placed",
+                "quantity": num(quantity),
+            }
+            if body.get("customerOrderId"):
+                row["customerOrderId"] = str(body["customerOrderId"])
+            if tp is not None:
+                row["takeProfitTriggerPrice"] = str(tp)
+                row["takeProfitPlacePrice"] = str(body.get("takeProfitOrderPrice", tp))
+            if sl is not None:
+                row["stopLossTriggerPrice"] = str(sl)
+                row["stopLossPlacePrice"] = str(body.get("stopLossOrderPrice", sl))
+            self.conditionals.append(row)
+            return row
+
+    def cancel_conditionals(self, symbol: str | None = None, *, order_id: str | None = None,
+                            cid: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            gone = [
+                c for c in self.conditionals
+                if (symbol is None or c["currencyPair"] == symbol)
+                and (order_id is None or c["orderId"] == order_id)
+                and (cid is None or c.get("customerOrderId") == cid)
+            ]
+            self.conditionals = [c for c in self.conditionals if c not in gone]
+            return gone
+
     def place_market(self, body: dict[str, Any]) -> Order:
         with self.lock:
             spec, side, cid = self._validate_common(body)
@@ -557,13 +704,20 @@ class Book:
         amount = (order.quantity * self.fill_ratio).quantize(step, ROUND_CEILING)
         return max(step, min(order.remaining, amount))
 
-    def _match_resting(self, symbol: str) -> None:
+    def _match_resting(self, symbol: str, skip: set[str] | None = None) -> None:
         quote = self.quotes.get(symbol)
         if quote is None:
             return
         spec = self.pairs[symbol]
         for order in list(self.orders):
-            if order.is_open and order.pair == symbol and order.kind != "market" and self._crosses(order, quote):
+            if (
+                order.is_open
+                and not order.waiting_for_trigger
+                and order.order_id not in (skip or set())
+                and order.pair == symbol
+                and order.kind != "market"
+                and self._crosses(order, quote)
+            ):
                 assert order.price is not None
                 self._fill(order, self._step_quantity(order, spec), order.price, maker=True)
 
@@ -571,8 +725,16 @@ class Book:
         spec = self.pairs[order.pair]
         pct = self.maker_pct if maker else self.taker_pct
         value = quantity * price
+        # Taker: fee in the currency received. Maker: fee in the currency paid (maker BUY pays ZAR).
+        if maker:
+            fee_currency = spec.quote if order.side == "BUY" else spec.base
+        else:
+            fee_currency = spec.base if order.side == "BUY" else spec.quote
+        order.fee_currency = fee_currency
         if order.side == "BUY":
             fee = (quantity * pct / 100).quantize(FEE_STEP)
+            if fee_currency == spec.quote:
+                fee = (value * pct / 100).quantize(FEE_STEP)
             if order.kind == "market":
                 self._add(spec.quote, -value)
             else:
@@ -581,15 +743,21 @@ class Book:
                 self._add_reserved(spec.quote, -locked)
                 order.reserved -= locked
                 self._add(spec.quote, locked - value)  # price improvement comes back
-            self._add(spec.base, quantity - fee)
+            self._add(spec.base, quantity - (fee if fee_currency == spec.base else 0))
+            if fee_currency == spec.quote:
+                self._add(spec.quote, -fee)
         else:
             fee = (value * pct / 100).quantize(FEE_STEP)
+            if fee_currency == spec.base:
+                fee = (quantity * pct / 100).quantize(FEE_STEP)
             if order.kind == "market":
                 self._add(spec.base, -quantity)
             else:
                 self._add_reserved(spec.base, -quantity)
                 order.reserved -= quantity
-            self._add(spec.quote, value - fee)
+            self._add(spec.quote, value - (fee if fee_currency == spec.quote else 0))
+            if fee_currency == spec.base:
+                self._add(spec.base, -fee)
         order.filled += quantity
         order.total_fee += fee
         order.quote_total += value
@@ -615,11 +783,13 @@ class Book:
                 sequence=self._sequence,
             )
         )
+        self.emit("trade", {"trade": self.trades[-1], "order": order})
 
     def _finish(self, order: Order, status: str, reason: str) -> None:
         order.status = status
         order.failed_reason = reason
         order.updated_at = self.now()
+        self.emit("order", {"order": order})
 
     def _release(self, order: Order) -> None:
         if order.reserved:

@@ -23,14 +23,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from websockets.datastructures import Headers
+from websockets.exceptions import WebSocketException
+from websockets.http11 import Request, Response
+from websockets.sync.server import Server as WsServer
+from websockets.sync.server import ServerConnection, serve
+
 from helios.exchange.double.book import (
     DEFAULT_BALANCES,
+    DEFAULT_ORDER_TYPES,
     DEFAULT_PRICES,
     ERR_AUTH,
     ERR_BAD_REQUEST,
     ERR_EXPIRED,
     ERR_FORBIDDEN,
+    ERR_INVALID_ORDER,
     ERR_NOT_FOUND,
+    ERR_READ_ONLY,
+    FAILED_PLACEMENT_CODES,
     Book,
     DoubleError,
     Order,
@@ -56,9 +66,39 @@ class KeySpec:
     is_sub_account: bool = False
 
 
+@dataclass(frozen=True)
+class DoubleVariant:
+    """Where VALR's sources disagree, which answer the double gives (docs/valr-contract.md, "Variants").
+
+    * ``unknown_order``: ``"400"`` -> ``400 {"code": -1, "message": "Invalid Order. "}`` (API collection, Order Status
+      (customerOrderId) / Invalid Order); ``"404"`` (agent-skills trading.md: "Use when active returns 404").
+    * ``failed_placement``: ``"400"`` -> ``400 {orderId, code, message}`` (API collection, Limit Order V2 / placed
+      unsuccessfully); ``"201"`` -> the same body with 201 (the other VALR text cited in valr-api.md).
+    * ``placement_429``: ``"refused"`` -> a 429 on a placement was not processed; ``"processed"`` -> the order WAS
+      placed and the answer is still 429 (nothing in VALR's material rules it out).
+    """
+
+    unknown_order: str = "400"
+    failed_placement: str = "400"
+    placement_429: str = "refused"
+
+    @property
+    def name(self) -> str:
+        return f"unknown{self.unknown_order}-failed{self.failed_placement}-429{self.placement_429}"
+
+
+#: Every combination of the documented disagreements: client tests parametrise over these.
+VARIANTS: tuple[DoubleVariant, ...] = tuple(
+    DoubleVariant(u, f, r) for u in ("400", "404") for f in ("400", "201") for r in ("refused", "processed")
+)
+
+
 @dataclass
 class RequestRecord:
-    """One request the double received on a VALR path (admin calls are not recorded)."""
+    """One request the double received on a VALR path (admin calls are not recorded).
+
+    ``seq`` numbers requests from 1 in arrival order; ``customer_order_id`` is taken from the JSON body (or the
+    path of a look-up) so a test can wait for "the exchange received order X" and act right then."""
 
     method: str
     path: str
@@ -67,6 +107,7 @@ class RequestRecord:
     at: float
     outcome: str = ""  # HTTP status as text, or "dropped" / "reset"
     seq: int = 0  # 1, 2, ... in the order the double received them (GET /_double/requests shows it)
+    customer_order_id: str | None = None
 
 
 @dataclass
@@ -150,8 +191,36 @@ def _dumps(payload: Any) -> bytes:
 
 
 class _Server(ThreadingHTTPServer):
+    """HTTP for VALR's REST paths; a connection whose request line is ``GET /ws/...`` is handed to the WebSocket
+    server (``websockets``) on the same port, as VALR serves both from one host."""
+
     daemon_threads = True
     double: ExchangeDouble
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if _peek(request, 8) == b"GET /ws/":
+            self.double._ws_server.handler(request, client_address)
+            return
+        super().finish_request(request, client_address)
+
+
+def _peek(sock: socket.socket, size: int) -> bytes:
+    """The first ``size`` bytes the client sent, left in the socket for whoever reads the request."""
+    sock.settimeout(10)
+    data = b""
+    deadline = time.monotonic() + 10
+    try:
+        while len(data) < size and time.monotonic() < deadline:
+            data = sock.recv(size, socket.MSG_PEEK)
+            if not data:
+                break
+            if len(data) < size:
+                time.sleep(0.001)
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(None)
+    return data
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -243,7 +312,15 @@ class ExchangeDouble:
         rate_limit_per_key: int = 2000,
         rate_limit_per_ip: int = 1200,
         rate_limit_window: float = 60.0,
+        rate_limit_public: int | None = None,
+        variant: DoubleVariant | None = None,
     ) -> None:
+        self.variant = variant or DoubleVariant()
+        #: VALR documents 30 public calls a minute (per IP). None = unlimited (the default, so old tests stay
+        #: independent of the pacing they do not test); the pacing tests set it to 30.
+        self.rate_limit_public = rate_limit_public
+        self._seq = 0
+        self._requests_cond = threading.Condition()  # guards _requests; notified on every request received/answered
         self.host = host
         self.port = port
         self.keys: dict[str, KeySpec] = dict(keys) if keys else {DEFAULT_KEY: KeySpec(DEFAULT_SECRET)}
@@ -255,14 +332,21 @@ class ExchangeDouble:
         self._faults_lock = threading.Lock()
         self._limiter = RateLimiter()
         self._requests: list[RequestRecord] = []
-        self._requests_lock = threading.Lock()
-        self._requests_seen = threading.Condition()  # notified on every request received and answered
-        self._requests_seq = 0
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._init = (prices, balances, pairs, fill_ratio, spread_pct, maker_pct, taker_pct)
+        #: "data" -> {"type", "data": {...}} (VALR's API docs); "flat" -> fields at the top level (the TypeScript
+        #: client's types, yashutanna/valr-typescript-client src/types/websocket.ts). The client reads both.
+        self.ws_envelope = "data"
+        self.ws_refuse = False  # True: new WebSocket upgrades answer 503 (to hold a gap open in tests)
+        self._ws_conns: dict[ServerConnection, set[str]] = {}  # connection -> subscribed pairs (trade stream)
+        self._ws_lock = threading.Lock()
+        self._ws_listen = socket.create_server(("127.0.0.1", 0))  # never served: connections come from HTTP
+        self._ws_server: WsServer = serve(
+            self._ws_session, sock=self._ws_listen, process_request=self._ws_accept, ping_interval=None
+        )
         self.book = self._new_book()
 
     def _new_book(self) -> Book:
@@ -279,6 +363,7 @@ class ExchangeDouble:
                 book.set_price(pair, Decimal(price))
         for currency, amount in (balances if balances is not None else DEFAULT_BALANCES).items():
             book.set_balance(currency, Decimal(amount))
+        book.listeners.append(self._on_book_event)
         return book
 
     # ---- lifecycle
@@ -310,6 +395,7 @@ class ExchangeDouble:
 
     def go_down(self) -> None:
         """Stop listening and cut every open connection (clients get connection refused / reset)."""
+        self.ws_drop_all()
         server, self._server = self._server, None
         if server is None:
             return
@@ -340,7 +426,9 @@ class ExchangeDouble:
         timer.start()
 
     def stop(self) -> None:
+        self.ws_drop_all()
         self.go_down()
+        self._ws_listen.close()
 
     def __enter__(self) -> ExchangeDouble:
         return self.start()
@@ -436,8 +524,56 @@ class ExchangeDouble:
             body["customerOrderId"] = customer_order_id
         return self.book.place_limit(body, seeded=True)
 
+    def wait_for_request(
+        self,
+        path_prefix: str = "",
+        method: str = "",
+        *,
+        predicate: Any = None,
+        customer_order_id: str | None = None,
+        answered: bool = False,
+        after_seq: int = 0,
+        timeout: float = 10.0,
+    ) -> RequestRecord:
+        """Block until a matching request has been RECEIVED (recorded before it is processed; with ``answered``,
+        also finished) and return it. Synchronise tests on this instead of sleeping: e.g. kill a process right
+        after the exchange got order X. TimeoutError after ``timeout``."""
+
+        def find() -> RequestRecord | None:
+            for record in self._requests:
+                if record.seq <= after_seq or not record.path.startswith(path_prefix):
+                    continue
+                if method and record.method != method.upper():
+                    continue
+                if customer_order_id is not None and record.customer_order_id != customer_order_id:
+                    continue
+                if answered and not record.outcome:
+                    continue
+                if predicate is not None and not predicate(record):
+                    continue
+                return record
+            return None
+
+        with self._requests_cond:
+            found = self._requests_cond.wait_for(find, timeout=timeout)
+        if found is None:
+            raise TimeoutError(f"no request matching {method or '*'} {path_prefix or '/'} within {timeout}s")
+        return found
+
+    def force_status(self, customer_order_id: str, status: str, failed_reason: str = "") -> Order:
+        """Make the double report one of VALR's documented statuses for an order (e.g. "Partially Filled Due To
+        Slippage", which its simple matching never produces). Releases the reservation of a finished order."""
+        with self.book.lock:
+            order = self.book.find_latest(cid=customer_order_id)
+            if order is None:
+                raise KeyError(customer_order_id)
+            if status not in ("Placed", "Active", "Partially Filled", "Order Modified", "Repriced Due To Slippage"):
+                self.book._release(order)
+            self.book._finish(order, status, failed_reason)
+            return order
+
     def requests(self, path_prefix: str = "", method: str = "") -> list[RequestRecord]:
-        with self._requests_lock:
+        with self._requests_cond:
             return [
                 r
                 for r in self._requests
@@ -449,7 +585,7 @@ class ExchangeDouble:
         return [r for r in self.requests(method="POST") if "/orders" in r.path]
 
     def clear_requests(self) -> None:
-        with self._requests_lock:
+        with self._requests_cond:
             self._requests.clear()
 
     # ---- faults
@@ -498,36 +634,16 @@ class ExchangeDouble:
     # ---- serving
 
     def _record(self, record: RequestRecord) -> None:
-        with self._requests_lock:
-            self._requests_seq += 1
-            record.seq = self._requests_seq
+        with self._requests_cond:
+            self._seq += 1
+            record.seq = self._seq
             self._requests.append(record)
-        self._request_done()
+            self._requests_cond.notify_all()
 
-    # ---- request received: tests synchronise on it instead of sleeping
     def _request_done(self) -> None:
-        with self._requests_seen:
-            self._requests_seen.notify_all()
-
-    def wait_for_request(
-        self, path_prefix: str = "", method: str = "", *, answered: bool = False, after_seq: int = 0,
-        timeout: float = 30.0,
-    ) -> RequestRecord:
-        """Block until the double has received (``answered``: and finished handling) a request matching
-        ``path_prefix``/``method`` with a sequence number above ``after_seq``; TimeoutError after ``timeout``."""
-
-        def match() -> RequestRecord | None:
-            for r in self.requests(path_prefix, method):
-                if r.seq > after_seq and (r.outcome or not answered):
-                    return r
-            return None
-
-        with self._requests_seen:
-            found = self._requests_seen.wait_for(match, timeout)
-        if found is None:
-            raise TimeoutError(f"the double received no {method or 'request'} {path_prefix}* within {timeout}s")
-        return found
-    # ---- end request received
+        """Called once a request has been answered (or dropped): wakes ``wait_for_request(answered=True)``."""
+        with self._requests_cond:
+            self._requests_cond.notify_all()
 
     def _serve(self, handler: _Handler, method: str, raw: bytes) -> None:
         path = handler.path
@@ -541,7 +657,12 @@ class ExchangeDouble:
             handler.send_body(status, _dumps(payload), "application/json")
             return
         record = RequestRecord(
-            method, path, handler.headers.get("X-VALR-API-KEY"), raw.decode("utf-8", "replace"), time.time()
+            method,
+            path,
+            handler.headers.get("X-VALR-API-KEY"),
+            raw.decode("utf-8", "replace"),
+            time.time(),
+            customer_order_id=_customer_order_id(path, raw),
         )
         self._record(record)
         with self._faults_lock:
@@ -556,7 +677,13 @@ class ExchangeDouble:
         if latency:
             time.sleep(latency / 1000)
         if limited is not None:
-            record.outcome = "429"
+            placement = method == "POST" and "/orders" in path
+            if placement and self.variant.placement_429 == "processed":
+                with contextlib.suppress(DoubleError, _RateLimitedError):
+                    self._route(method, path, raw, handler)  # processed, and still answered 429
+                record.outcome = "429 (processed)"
+            else:
+                record.outcome = "429"
             self._send_rate_limited(handler, limited.retry_after)
             return
         if failed is not None:
@@ -623,8 +750,15 @@ class ExchangeDouble:
         if not self._limiter.allow(f"ip:{ip}", self.rate_limit_per_ip, self.rate_limit_window, now):
             raise _RateLimitedError()
         if parts[:2] == ["v1", "public"]:
+            if self.rate_limit_public is not None and not self._limiter.allow(
+                f"public:{ip}", self.rate_limit_public, self.rate_limit_window, now
+            ):
+                raise _RateLimitedError()
             return self._public(method, parts[2:])
         key, spec = self._authenticate(method, path, raw, handler)
+        if self.book.exchange_status == "read-only":
+            # valr-api.md: in read-only mode private calls answer 503 (the body is not documented).
+            raise DoubleError(503, ERR_READ_ONLY, "VALR is in read-only mode")
         if not self._limiter.allow(f"key:{key}", self.rate_limit_per_key, self.rate_limit_window, now):
             raise _RateLimitedError()
         perms = {_permission(p) for p in spec.permissions}
@@ -658,6 +792,9 @@ class ExchangeDouble:
             return 200, [self._summary(symbol) for symbol in book.quotes]
         if len(rest) == 2 and rest[1] == "marketsummary":
             return 200, self._summary(book.pair(rest[0]).symbol)
+        if len(rest) == 2 and rest[1] == "ordertypes":
+            symbol = book.pair(rest[0]).symbol
+            return 200, list(book.order_types.get(symbol, DEFAULT_ORDER_TYPES))
         raise DoubleError(404, ERR_NOT_FOUND, "Not found")
 
     def _summary(self, symbol: str) -> dict[str, Any]:
@@ -709,14 +846,43 @@ class ExchangeDouble:
             start = datetime.fromisoformat(query["startTime"]) if query.get("startTime") else None
             return 200, book.trade_rows(start=start, before_id=query.get("beforeId"), limit=limit)
         if route == ("POST", "v2", "orders", "limit"):
-            return 201, {"id": book.place_limit(body).order_id}
+            return self._placed(book.place_limit(body))
         if route == ("POST", "v2", "orders", "market"):
-            return 201, {"id": book.place_market(body).order_id}
+            return self._placed(book.place_market(body))
+        if route == ("POST", "v2", "orders", "stop", "limit"):
+            return self._placed(book.place_stop_limit(body))
+        if route == ("GET", "v1", "margin", "account", "status"):
+            # API collection: Margin / Account Margin Status.
+            return 200, {
+                "marginEnabled": book.margin_enabled,
+                "inLiquidation": False,
+                "futuresEnabled": book.futures_enabled,
+            }
+        if route == ("POST", "v1", "orders", "conditionals"):
+            return 202, {"id": book.place_conditional(body)["orderId"]}
+        if route == ("GET", "v1", "orders", "conditionals"):
+            with book.lock:
+                return 200, [dict(c) for c in book.conditionals]
+        if route == ("DELETE", "v1", "orders", "conditionals"):
+            return 200, [self._cancelled_conditional(c) for c in book.cancel_conditionals()]
+        if route == ("DELETE", "v1", "orders", "conditionals", "conditional"):
+            book.pair(str(body.get("pair", "")))
+            gone = book.cancel_conditionals(
+                order_id=str(body["orderId"]) if body.get("orderId") else None,
+                cid=str(body["customerOrderId"]) if body.get("customerOrderId") else None,
+            )
+            if not gone:
+                raise self._unknown_order()
+            return 202, None
+        if method == "DELETE" and len(parts) == 4 and parts[:3] == ["v1", "orders", "conditionals"]:
+            symbol = book.pair(parts[3]).symbol
+            return 200, [self._cancelled_conditional(c) for c in book.cancel_conditionals(symbol)]
         if route == ("GET", "v1", "orders", "open"):
             return 200, [o.open_row() for o in book.open_orders()]
         if method == "GET" and len(parts) == 5 and parts[:2] == ["v1", "orders"] and parts[2] != "history":
             pair, kind, ident = parts[2], parts[3], parts[4]
-            found = self._lookup(pair, kind, ident, open_only=True)
+            # valr-api.md: a finished order still answers 200 with its final status.
+            found = self._lookup(pair, kind, ident, open_only=False)
             return 200, found.status_row()
         if method == "GET" and len(parts) == 6 and parts[:4] == ["v1", "orders", "history", "summary"]:
             found = self._lookup(None, parts[4], parts[5], open_only=False)
@@ -746,8 +912,154 @@ class ExchangeDouble:
         else:
             found = self.book.find_latest(cid=cid, order_id=order_id)
         if found is None:
-            raise DoubleError(404, ERR_NOT_FOUND, "Order not found")
+            raise self._unknown_order()
         return found
+
+    def _unknown_order(self) -> DoubleError:
+        if self.variant.unknown_order == "404":
+            return DoubleError(404, ERR_NOT_FOUND, "Order not found")
+        # API collection: Order Status (customerOrderId) / Invalid Order (the trailing ". " is VALR's).
+        return DoubleError(400, ERR_INVALID_ORDER, "Invalid Order. ")
+
+    def _placed(self, order: Order) -> tuple[int, Any]:
+        """A v2 placement's answer: 201 ``{id}``, or for an order that failed in the matching engine the
+        ``{orderId, code, message}`` body with 400 or 201 (the variant)."""
+        if order.status != "Failed":
+            if order.is_open and order.filled == 0:
+                self.book.emit("order", {"order": order})  # ORDER_STATUS_UPDATE "Placed" / "Active"
+            return 201, {"id": order.order_id}
+        status = 201 if self.variant.failed_placement == "201" else 400
+        code = FAILED_PLACEMENT_CODES.get(order.failed_reason, ERR_BAD_REQUEST)
+        return status, {"orderId": order.order_id, "code": code, "message": order.failed_reason}
+
+    @staticmethod
+    def _cancelled_conditional(row: dict[str, Any]) -> dict[str, Any]:
+        out = {"orderId": row["orderId"]}
+        if row.get("customerOrderId"):
+            out["customerOrderId"] = row["customerOrderId"]
+        return out
+
+    # ---- WebSockets (/ws/account signed like REST over timestamp + "GET" + "/ws/account"; /ws/trade public)
+
+    def ws_connections(self, path: str = "") -> int:
+        with self._ws_lock:
+            return sum(1 for c in self._ws_conns if c.request is not None and c.request.path.startswith(path))
+
+    def wait_ws_connections(self, count: int, path: str = "", timeout: float = 10.0) -> None:
+        """Block until ``count`` WebSocket connections on ``path`` are open (subscribed or not)."""
+        deadline = time.monotonic() + timeout
+        while self.ws_connections(path) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} WebSocket connection(s) on {path or '/ws'} not open within {timeout}s")
+            time.sleep(0.005)
+
+    def ws_drop_all(self) -> None:
+        """Cut every WebSocket connection abruptly (no close frame): the client sees the stream die."""
+        with self._ws_lock:
+            conns = list(self._ws_conns)
+            self._ws_conns.clear()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.socket.shutdown(socket.SHUT_RDWR)
+
+    def _ws_accept(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.ws_refuse:
+            return connection.respond(503, "Service Unavailable\n")
+        if request.path not in ("/ws/account", "/ws/trade"):
+            return connection.respond(404, "Not found\n")
+        if request.path == "/ws/account":
+            headers: Headers = request.headers
+            key, signature, ts = (headers.get(h) for h in ("X-VALR-API-KEY", "X-VALR-SIGNATURE", "X-VALR-TIMESTAMP"))
+            spec = self.keys.get(key or "")
+            if spec is None or not signature or not ts:
+                return connection.respond(401, "Unauthorized\n")
+            sub = headers.get("X-VALR-SUB-ACCOUNT-ID") or ""
+            expected = _signature(spec.secret, ts, "GET", "/ws/account", b"", sub)
+            if not hmac.compare_digest(expected, signature.lower()):
+                return connection.respond(401, "Unauthorized\n")
+        return None
+
+    def _ws_session(self, connection: ServerConnection) -> None:
+        with self._ws_lock:
+            self._ws_conns[connection] = set()
+        try:
+            for raw in connection:
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "PING":
+                    connection.send(json.dumps({"type": "PONG"}))
+                elif kind == "SUBSCRIBE":
+                    self._ws_subscribe(connection, message)
+        except (OSError, WebSocketException):
+            pass
+        finally:
+            with self._ws_lock:
+                self._ws_conns.pop(connection, None)
+
+    def _ws_subscribe(self, connection: ServerConnection, message: dict[str, Any]) -> None:
+        pairs: set[str] = set()
+        for sub in message.get("subscriptions") or []:
+            if isinstance(sub, dict) and sub.get("event") == "MARKET_SUMMARY_UPDATE":
+                pairs.update(str(p).upper() for p in sub.get("pairs") or [])
+        with self._ws_lock:
+            if connection in self._ws_conns:
+                self._ws_conns[connection] |= pairs
+        for symbol in sorted(pairs):
+            if symbol in self.book.quotes:
+                self._ws_send(connection, self._ws_message("MARKET_SUMMARY_UPDATE", self._summary(symbol), symbol))
+
+    def _ws_message(self, kind: str, payload: dict[str, Any], pair: str | None = None) -> str:
+        if self.ws_envelope == "flat":
+            return json.dumps({"type": kind, **payload}, default=_json_default)
+        message: dict[str, Any] = {"type": kind}
+        if pair is not None:
+            message["currencyPairSymbol"] = pair
+        message["data"] = payload
+        return json.dumps(message, default=_json_default)
+
+    @staticmethod
+    def _ws_send(connection: ServerConnection, text: str) -> None:
+        with contextlib.suppress(OSError, WebSocketException):
+            connection.send(text)
+
+    def _ws_targets(self, account: bool, symbol: str | None = None) -> list[ServerConnection]:
+        with self._ws_lock:
+            return [
+                c
+                for c, pairs in self._ws_conns.items()
+                if c.request is not None
+                and (c.request.path == "/ws/account" if account else symbol in pairs)
+            ]
+
+    def _on_book_event(self, kind: str, event: dict[str, Any]) -> None:
+        """Book -> WebSocket messages (called under the book's lock, so messages keep the book's order)."""
+        if kind == "price":
+            symbol = str(event["symbol"])
+            text = self._ws_message("MARKET_SUMMARY_UPDATE", self._summary(symbol), symbol)
+            for conn in self._ws_targets(False, symbol):
+                self._ws_send(conn, text)
+            return
+        targets = self._ws_targets(True)
+        if not targets:
+            return
+        order: Order = event["order"]
+        texts = []
+        if kind == "trade":
+            texts.append(self._ws_message("NEW_ACCOUNT_TRADE", event["trade"].row(), order.pair))
+        texts.append(self._ws_message("ORDER_STATUS_UPDATE", order.status_row()))
+        if kind == "trade":
+            spec = self.book.pairs[order.pair]
+            for row in self.book.balance_rows():
+                if row["currency"] in (spec.base, spec.quote):
+                    update = dict(row)
+                    update["currency"] = {"symbol": row["currency"]}  # BALANCE_UPDATE nests the currency
+                    texts.append(self._ws_message("BALANCE_UPDATE", update))
+        for conn in targets:
+            for text in texts:
+                self._ws_send(conn, text)
 
     # ---- admin
 
@@ -810,7 +1122,28 @@ class ExchangeDouble:
         if method == "GET" and route == "/trades":
             return 200, [t.row() for t in self.book.trades]
         if method == "GET" and route == "/requests":
-            return 200, [asdict(r) for r in self.requests(query.get("path", ""), query.get("method", ""))]
+            after = int(query.get("after", "0"))
+            rows = self.requests(query.get("path", ""), query.get("method", ""))
+            return 200, [asdict(r) for r in rows if r.seq > after]
+        if method == "POST" and route == "/ws/drop":
+            self.ws_drop_all()
+            return 200, {"ok": True}
+        if method == "POST" and route == "/order-status":
+            order = self.force_status(str(body["customerOrderId"]), str(body["status"]), str(body.get("reason", "")))
+            return 200, order.admin_row()
+        if method == "POST" and route == "/variant":
+            self.variant = DoubleVariant(
+                str(body.get("unknown_order", self.variant.unknown_order)),
+                str(body.get("failed_placement", self.variant.failed_placement)),
+                str(body.get("placement_429", self.variant.placement_429)),
+            )
+            return 200, asdict(self.variant)
+        if method == "POST" and route == "/margin":
+            self.book.margin_enabled = bool(body.get("marginEnabled", self.book.margin_enabled))
+            self.book.futures_enabled = bool(body.get("futuresEnabled", self.book.futures_enabled))
+            for currency, amount in (body.get("borrowed") or {}).items():
+                self.book.borrowed[str(currency).upper()] = dec(amount, "borrowed")
+            return 200, {"ok": True}
         if method == "DELETE" and route == "/requests":
             self.clear_requests()
             return 200, {"ok": True}
@@ -877,3 +1210,18 @@ class ExchangeDouble:
 
 class _RateLimitedError(Exception):
     pass
+
+
+def _customer_order_id(path: str, raw: bytes) -> str | None:
+    """The customerOrderId a request is about: from its JSON body, or from a ``.../customerorderid/<cid>`` path."""
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("customerOrderId"):
+            return str(parsed["customerOrderId"])
+    parts = [unquote(p) for p in urlsplit(path).path.strip("/").split("/")]
+    if "customerorderid" in parts and parts.index("customerorderid") + 1 < len(parts):
+        return parts[parts.index("customerorderid") + 1]
+    return None
