@@ -65,11 +65,13 @@ def test_a_newer_additive_schema_stays_readable_and_an_incompatible_one_is_refus
     Journal.open(tmp_path, Mode.PAPER).close()
     # A future release adds a column (additive: min reader stays 1) ...
     future = dict(journal_mod.MIGRATIONS)
-    future[2] = (1, ("ALTER TABLE orders ADD COLUMN venue TEXT",))
+    next_version = max(future) + 1
+    future[next_version] = (1, ("ALTER TABLE orders ADD COLUMN venue TEXT",))
     monkeypatch.setattr(journal_mod, "MIGRATIONS", future)
-    monkeypatch.setattr(journal_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(journal_mod, "SCHEMA_VERSION", next_version)
     Journal.open(tmp_path, Mode.PAPER).close()
-    assert read_schema_info(journal_path(tmp_path, Mode.PAPER)) == {"schema_version": 2, "min_reader_version": 1}
+    assert read_schema_info(journal_path(tmp_path, Mode.PAPER)) == {"schema_version": next_version,
+                                                                    "min_reader_version": 1}
     # ... and the previous release (reads v1) can still open and write it.
     monkeypatch.setattr(journal_mod, "MIGRATIONS", {1: journal_mod.MIGRATIONS[1]})
     monkeypatch.setattr(journal_mod, "SCHEMA_VERSION", 1)
@@ -78,8 +80,8 @@ def test_a_newer_additive_schema_stays_readable_and_an_incompatible_one_is_refus
     old.close()
     # A breaking migration raises the minimum reader: the previous release refuses instead of corrupting.
     with sqlite3.connect(journal_path(tmp_path, Mode.PAPER)) as conn:
-        conn.execute("UPDATE meta SET value='3' WHERE key='min_reader_version'")
-    with pytest.raises(JournalError, match="needs a release that reads v3"):
+        conn.execute("UPDATE meta SET value='99' WHERE key='min_reader_version'")
+    with pytest.raises(JournalError, match="needs a release that reads v99"):
         Journal.open(tmp_path, Mode.PAPER)
 
 
