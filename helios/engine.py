@@ -489,15 +489,10 @@ class Engine:
         position = self.positions.get(pair)
         exposure = Decimal(0) if position is None else position.quantity * position.avg_entry_price
         risk = sum((p.risk_zar() for p in self.positions.values()), Decimal(0))
-        exposed_pairs = {p for p in self.positions if not self.is_dust(p)}
-        for order in self.orders.exposures():
-            if order.purpose is not OrderPurpose.ENTRY or order.quantity <= 0:
-                continue
-            exposed_pairs.add(order.pair)
-            if order.pair == pair:
-                exposure += order.quantity * order.price
-            stop = order.stop_loss if order.stop_loss is not None else Decimal(0)
-            risk += max(Decimal(0), order.price - stop) * order.quantity
+        entries, entry_risk = self.orders.entry_exposure()
+        exposure += entries.get(pair, Decimal(0))
+        risk += entry_risk
+        exposed_pairs = {p for p in self.positions if not self.is_dust(p)} | set(entries)
         while self._sent_times and now - self._sent_times[0] > timedelta(minutes=1):
             self._sent_times.popleft()
         equity = (self._cash_zar if self._cash_zar is not None else Decimal(0))

@@ -35,6 +35,7 @@ from helios.models import ExchangeOrder, OrderPurpose, OrderStatus
 log = logging.getLogger("helios.orders")
 
 S = OrderStatus
+_LIVE = frozenset(s for s in OrderStatus if s.is_live_on_exchange)
 _AFTER_SENT = frozenset({S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.FAILED})
 
 #: The allowed transitions (a status to itself is always allowed: a repeated answer).
@@ -123,6 +124,28 @@ class OrderTracker:
                                 price=price, stop_loss=r.stop_loss))
         return out
 
+    def entry_exposure(self) -> tuple[dict[str, Decimal], Decimal]:
+        """The gates' view of the entries (one pass, on the router's hot path): ZAR value per pair that has any
+        pending or unapplied filled quantity, and the total risk to their stops (the whole value without a stop)."""
+        value: dict[str, Decimal] = {}
+        risk = Decimal(0)
+        zero = Decimal(0)
+        for t in self._orders.values():
+            r = t.record
+            if r.purpose is not OrderPurpose.ENTRY:
+                continue
+            quantity = t.filled_seen - t.applied if t.filled_seen > t.applied else zero
+            if r.status in _LIVE and r.quantity > t.filled_seen:
+                quantity += r.quantity - t.filled_seen
+            if quantity <= 0:
+                continue
+            price = r.average_price or (r.price if r.price is not None else r.reference_price)
+            value[r.pair] = value.get(r.pair, zero) + quantity * price
+            stop = r.stop_loss if r.stop_loss is not None else zero
+            if price > stop:
+                risk += (price - stop) * quantity
+        return value, risk
+
     def exit_in_flight(self, pair: str) -> bool:
         """An exit for ``pair`` that may still fill, or whose fills are not applied yet."""
         return any(t.record.pair == pair and t.record.purpose is OrderPurpose.EXIT
@@ -175,7 +198,7 @@ class OrderTracker:
         self.journal.update_order(customer_order_id, status=status, now=now, exchange_order_id=eo.order_id,
                                   filled_quantity=filled, average_price=eo.average_price,
                                   fee_total=tracked.record.fee_total, error=eo.failed_reason)
-        self._drop_done()
+        self._drop_done(customer_order_id)
         return tracked.record
 
     def mark_lost(self, customer_order_id: str, why: str, now: datetime) -> OrderRecord:
@@ -196,7 +219,7 @@ class OrderTracker:
             raise ValueError(f"{customer_order_id}: only a SUBMITTING order can be declared not placed")
         self.journal.update_order(customer_order_id, status=S.FAILED, now=now, error=why)
         tracked.record = replace(tracked.record, status=S.FAILED, updated_at=now, error=why)
-        self._drop_done()
+        self._drop_done(customer_order_id)
         return tracked.record
 
     def fill_applied(self, customer_order_id: str, quantity: Decimal) -> None:
@@ -206,8 +229,12 @@ class OrderTracker:
             return
         tracked.applied += quantity
         tracked.filled_seen = max(tracked.filled_seen, tracked.applied)
-        self._drop_done()
+        self._drop_done(customer_order_id)
 
-    def _drop_done(self) -> None:
-        for cid in [cid for cid, t in self._orders.items() if t.done]:
-            del self._orders[cid]
+    def _drop_done(self, customer_order_id: str | None = None) -> None:
+        """Forget ended orders whose fills are all applied (one order, or all of them)."""
+        cids = list(self._orders) if customer_order_id is None else [customer_order_id]
+        for cid in cids:
+            tracked = self._orders.get(cid)
+            if tracked is not None and tracked.done:
+                del self._orders[cid]
