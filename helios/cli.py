@@ -10,6 +10,7 @@
     helios journal-info [--json]     journal schema and row counts (deploy and rollback checks)
     helios capital deposit|withdraw AMOUNT CURRENCY --reason R     record money moved in or out of the account
     helios capital classify-history --adopt|--ignore --reason R    classify trades from before the baseline, once
+    helios orders resolve-lost CID --reason R    a lost order the exchange does not know: FAILED (service stopped)
 
 Operator commands read ``--env-file`` (default: ``$HELIOS_ENV_FILE`` or ``/etc/helios/helios.env`` when it exists,
 else the process environment). ``run`` reads the process environment (systemd's ``EnvironmentFile``).
@@ -34,7 +35,7 @@ import requests
 from helios import __version__
 from helios.config import ConfigError, Settings, load_env_file, load_settings
 from helios.journal import Journal, JournalError, journal_path, read_schema_info
-from helios.models import Mode, TradingState
+from helios.models import Mode, OrderStatus, TradingState
 from helios.privileges import drop_to_state_owner
 from helios.statelock import AlreadyRunning, StateLock
 
@@ -337,6 +338,49 @@ def cmd_capital(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_orders(args: argparse.Namespace) -> int:
+    """Resolve a lost order (UNKNOWN, or SUBMITTING after a crash) that never reached the exchange."""
+    from helios.exchange.errors import ExchangeError
+    from helios.orchestrator import build_exchange_client
+    from helios.orders import OrderTracker
+
+    settings = _settings(args)
+    reason = (args.reason or "").strip()
+    if not reason:
+        raise CliError("--reason: must not be empty", EXIT_CONFIG)
+    if StateLock.is_held(settings.helios_state_dir):
+        raise CliError("orders resolve-lost: the service is running; stop it first", EXIT_RUNNING)
+    drop_to_state_owner(settings.helios_state_dir)
+    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    try:
+        tracker = OrderTracker(journal)
+        record = tracker.get(args.customer_order_id)
+        if record is None or record.status not in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
+            raise CliError(f"{args.customer_order_id}: not an order with an unknown outcome in the "
+                           f"{settings.mode.value} journal")
+        client = build_exchange_client(settings)
+        try:
+            found = client.get_order(record.pair, record.customer_order_id)
+        except ExchangeError as exc:
+            raise CliError(f"the exchange did not answer ({exc.message}): nothing changed") from None
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+        if found is not None:
+            raise CliError(f"{record.customer_order_id}: the exchange knows this order ({found.status.value}); "
+                           "the service resolves it at its next start: nothing changed")
+        tracker.confirmed_never_placed(record.customer_order_id,
+                                       f"operator {args.actor}: never placed (exchange does not know it): {reason}",
+                                       datetime.now(UTC))
+    finally:
+        journal.close()
+    data = {"customer_order_id": args.customer_order_id, "status": OrderStatus.FAILED.value}
+    _print(data, args.json, f"{settings.mode.value} journal: {args.customer_order_id} -> FAILED (the exchange does "
+                            "not know it)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helios", description="Helios trading service")
@@ -375,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore", action="store_true", help="classify-history: ignore them")
     p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
     p.set_defaults(func=cmd_capital)
+    p = add("orders", "resolve a lost order that never reached the exchange (service stopped)")
+    p.add_argument("action", choices=["resolve-lost"])
+    p.add_argument("customer_order_id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
+    p.set_defaults(func=cmd_orders)
     p = add("alert", "send one alert through ALERT_URLS")
     p.add_argument("--level", choices=["info", "warning", "critical"], default="critical")
     p.add_argument("--title", required=True)

@@ -12,8 +12,10 @@ the portfolio. Allowed moves:
 
 UNKNOWN is the *lost* state: the answer never came, or the exchange stopped knowing an order. A lost order stays
 fillable: it counts as exposure (its whole remaining quantity) and blocks new entries until the exchange answers
-with its status. Time alone never turns it FAILED. FAILED straight from SUBMITTING is only for a placement the
-client proved was never accepted (refused, or never sent).
+with its status. Time alone never turns it FAILED; only the operator can, with the service stopped, after the
+exchange (asked by customerOrderId at that moment) does not know it (``helios orders resolve-lost``). FAILED
+straight from SUBMITTING is otherwise only for a placement the client proved was never accepted (refused, or never
+sent).
 
 Exposure: an order's filled quantity counts the moment any answer shows it (placement answer, status look-up),
 as ``filled_seen`` (cumulative, never decreasing). Fills from the trade history are applied to the portfolio once
@@ -218,6 +220,19 @@ class OrderTracker:
         if tracked.record.status is not S.SUBMITTING:
             raise ValueError(f"{customer_order_id}: only a SUBMITTING order can be declared not placed")
         self.journal.update_order(customer_order_id, status=S.FAILED, now=now, error=why)
+        tracked.record = replace(tracked.record, status=S.FAILED, updated_at=now, error=why)
+        self._drop_done(customer_order_id)
+        return tracked.record
+
+    def confirmed_never_placed(self, customer_order_id: str, why: str, now: datetime) -> OrderRecord:
+        """An operator's resolution of a lost (or SUBMITTING) order that the exchange, asked just now by its
+        customerOrderId, does not know: FAILED, with the operator's reason on record."""
+        tracked = self._orders.get(customer_order_id)
+        if tracked is None or tracked.record.status not in (S.UNKNOWN, S.SUBMITTING):
+            raise ValueError(f"{customer_order_id}: not an order with an unknown outcome")
+        self.journal.update_order(customer_order_id, status=S.FAILED, now=now, error=why)
+        self.journal.record_event("order_resolved_never_placed", {"customer_order_id": customer_order_id,
+                                                                  "why": why}, now)
         tracked.record = replace(tracked.record, status=S.FAILED, updated_at=now, error=why)
         self._drop_done(customer_order_id)
         return tracked.record

@@ -218,3 +218,34 @@ def test_capital_command_needs_a_baseline(tmp_path: Path, double: ExchangeDouble
     env = live_env(double, tmp_path / "state")
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     assert helios_cli(["capital", "classify-history", "--ignore", "--reason", "r", "--env-file", str(env_file)]) == 1
+
+
+def test_a_lost_order_that_never_reached_the_exchange_is_resolved_only_by_the_operator_after_a_lookup(
+    make_rig: MakeRig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rig = make_rig()
+    held: list[OrderRequest] = []
+    real_place = rig.engine.client.place_order
+
+    def answer_lost(request: OrderRequest) -> ExchangeOrder:
+        held.append(request)
+        raise OutcomeUnknown("read timeout (test)")
+
+    monkeypatch.setattr(rig.engine.client, "place_order", answer_lost)
+    arrived = rig.entry("BTCZAR", "0.00011")  # its request arrives after the engine looked it up
+    assert arrived.status is OrderStatus.UNKNOWN
+    real_place(held[0])
+    assert cli(rig, "orders", "resolve-lost", arrived.customer_order_id, "--reason", "checked VALR") == 1
+    assert "the exchange knows this order" in capsys.readouterr().err
+    rig.engine.step()
+    assert rig.journal.get_order(arrived.customer_order_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+    never = rig.entry("BTCZAR", "0.00011")  # its request never arrives
+    monkeypatch.undo()
+    assert never.status is OrderStatus.UNKNOWN
+    assert cli(rig, "orders", "resolve-lost", never.customer_order_id, "--reason", "   ") == 2
+    assert cli(rig, "orders", "resolve-lost", "hl-nope", "--reason", "checked VALR") == 1
+    assert cli(rig, "orders", "resolve-lost", never.customer_order_id, "--reason", "not in VALR's history") == 0
+    assert "FAILED" in capsys.readouterr().out
+    assert rig.journal.get_order(never.customer_order_id).status is OrderStatus.FAILED  # type: ignore[union-attr]
+    assert rig.journal.events("order_resolved_never_placed")
