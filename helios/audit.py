@@ -17,7 +17,7 @@ from helios.exchange.errors import ExchangeError
 from helios.journal import Journal
 from helios.models import Balance, KeyInfo, Mode
 from helios.privileges import drop_to_state_owner
-from helios.reconcile import STARTING_BALANCES_KEY, encode_balances
+from helios.reconcile import encode_balances
 
 FORBIDDEN_PERMISSIONS = ("withdraw", "transfer", "internal transfer", "link bank account", "link bank")
 REQUIRED_PERMISSIONS = ("view", "trade")
@@ -159,7 +159,8 @@ def _record(settings: Settings, result: dict[str, Any], balances: list[Balance])
     try:
         journal.record_event("audit", result, datetime.now(UTC))
         if result["passed"] and balances:
-            journal.set_meta(STARTING_BALANCES_KEY, encode_balances(balances))
+            # Re-baselining: from now on only later fills and capital flows move the implied balances.
+            journal.record_baseline(encode_balances(balances), datetime.now(UTC))
             journal.record_event("starting_balances", {b.currency: str(b.total) for b in balances},
                                  datetime.now(UTC))
             result["starting_balances_recorded"] = {b.currency: str(b.total) for b in balances}

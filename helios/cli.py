@@ -11,6 +11,9 @@
     helios attest ITEM --by NAME [--note N]   record a sign-off
     helios audit [--json]            pre-live audit
     helios journal-info [--json]     journal schema and row counts (deploy and rollback checks)
+    helios capital deposit|withdraw AMOUNT CURRENCY --reason R     record money moved in or out of the account
+    helios capital classify-history --adopt|--ignore --reason R    classify trades from before the baseline, once
+    helios orders resolve-lost CID --reason R    a lost order the exchange does not know: FAILED (service stopped)
 
 Operator commands read ``--env-file`` (default: ``$HELIOS_ENV_FILE`` or ``/etc/helios/helios.env`` when it exists,
 else the process environment). ``run`` reads the process environment (systemd's ``EnvironmentFile``).
@@ -27,7 +30,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -459,6 +462,99 @@ def cmd_journal_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _capital_amount(text: str) -> Decimal:
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise CliError(f"AMOUNT: {text!r} is not a number", EXIT_CONFIG) from None
+    if not amount.is_finite() or amount <= 0:
+        raise CliError(f"AMOUNT: {text!r} must be a positive number", EXIT_CONFIG)
+    return amount
+
+
+def cmd_capital(args: argparse.Namespace) -> int:
+    """Capital baseline inputs: deposits/withdrawals and the one-time classification of pre-baseline trades."""
+    settings = _settings(args)
+    reason = (args.reason or "").strip()
+    if not reason:
+        raise CliError("--reason: must not be empty", EXIT_CONFIG)
+    now = datetime.now(UTC)
+    if args.action in ("deposit", "withdraw"):
+        if args.amount is None or args.currency is None:
+            raise CliError(f"capital {args.action}: needs AMOUNT and CURRENCY", EXIT_CONFIG)
+        amount = _capital_amount(args.amount)
+        currency = args.currency.strip().upper()
+        if not (currency.isalpha() and 2 <= len(currency) <= 10):
+            raise CliError(f"CURRENCY: {args.currency!r} is not a currency code (e.g. ZAR, BTC)", EXIT_CONFIG)
+    elif args.amount is not None or args.adopt == args.ignore:
+        raise CliError("capital classify-history: takes exactly one of --adopt or --ignore and no AMOUNT",
+                       EXIT_CONFIG)
+    drop_to_state_owner(settings.helios_state_dir)
+    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    try:
+        if args.action in ("deposit", "withdraw"):
+            journal.record_capital_flow(args.action, amount, currency, reason, args.actor, now)
+            data: dict[str, Any] = {"recorded": args.action, "amount": str(amount), "currency": currency}
+            human = f"{settings.mode.value} journal: {args.action} of {amount} {currency} recorded"
+        else:
+            baseline = journal.baseline_at()
+            if baseline is None:
+                raise CliError("no capital baseline recorded yet (run helios audit first)")
+            classification = "adopted" if args.adopt else "ignored"
+            count = journal.classify_foreign_fills(classification, reason, baseline, now)
+            data = {"classified": count, "as": classification, "before": baseline.isoformat(),
+                    "unclassified_left": journal.unclassified_foreign_fills()}
+            human = (f"{settings.mode.value} journal: {count} trade(s) from before {baseline.isoformat()} "
+                     f"{classification}; {data['unclassified_left']} unclassified left")
+    finally:
+        journal.close()
+    _print(data, args.json, human)
+    return EXIT_OK
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """Resolve a lost order (UNKNOWN, or SUBMITTING after a crash) that never reached the exchange."""
+    from helios.exchange.errors import ExchangeError
+    from helios.orchestrator import build_exchange_client
+    from helios.orders import OrderTracker
+
+    settings = _settings(args)
+    reason = (args.reason or "").strip()
+    if not reason:
+        raise CliError("--reason: must not be empty", EXIT_CONFIG)
+    if StateLock.is_held(settings.helios_state_dir):
+        raise CliError("orders resolve-lost: the service is running; stop it first", EXIT_RUNNING)
+    drop_to_state_owner(settings.helios_state_dir)
+    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    try:
+        tracker = OrderTracker(journal)
+        record = tracker.get(args.customer_order_id)
+        if record is None or record.status not in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTING):
+            raise CliError(f"{args.customer_order_id}: not an order with an unknown outcome in the "
+                           f"{settings.mode.value} journal")
+        client = build_exchange_client(settings)
+        try:
+            found = client.get_order(record.pair, record.customer_order_id)
+        except ExchangeError as exc:
+            raise CliError(f"the exchange did not answer ({exc.message}): nothing changed") from None
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+        if found is not None:
+            raise CliError(f"{record.customer_order_id}: the exchange knows this order ({found.status.value}); "
+                           "the service resolves it at its next start: nothing changed")
+        tracker.confirmed_never_placed(record.customer_order_id,
+                                       f"operator {args.actor}: never placed (exchange does not know it): {reason}",
+                                       datetime.now(UTC))
+    finally:
+        journal.close()
+    data = {"customer_order_id": args.customer_order_id, "status": OrderStatus.FAILED.value}
+    _print(data, args.json, f"{settings.mode.value} journal: {args.customer_order_id} -> FAILED (the exchange does "
+                            "not know it)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helios", description="Helios trading service")
@@ -509,6 +605,21 @@ def build_parser() -> argparse.ArgumentParser:
     # --- end rollout ---
     add("audit", "pre-live audit").set_defaults(func=cmd_audit)
     add("journal-info", "journal schema versions and readability").set_defaults(func=cmd_journal_info)
+    p = add("capital", "record deposits/withdrawals; classify trades from before the baseline")
+    p.add_argument("action", choices=["deposit", "withdraw", "classify-history"])
+    p.add_argument("amount", nargs="?", default=None)
+    p.add_argument("currency", nargs="?", default=None)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--adopt", action="store_true", help="classify-history: adopt them as the account's history")
+    p.add_argument("--ignore", action="store_true", help="classify-history: ignore them")
+    p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
+    p.set_defaults(func=cmd_capital)
+    p = add("orders", "resolve a lost order that never reached the exchange (service stopped)")
+    p.add_argument("action", choices=["resolve-lost"])
+    p.add_argument("customer_order_id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
+    p.set_defaults(func=cmd_orders)
     p = add("alert", "send one alert through ALERT_URLS")
     p.add_argument("--level", choices=["info", "warning", "critical"], default="critical")
     p.add_argument("--title", required=True)

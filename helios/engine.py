@@ -1,5 +1,5 @@
-"""The trading engine: the one place where the trading state machine, the order router, positions and
-stop-loss / take-profit live.
+"""The trading engine: the tick recipe and the order router, on top of the order tracker (``helios.orders``), the
+portfolio (``helios.portfolio``) and the durable trading state.
 
 Trading states (durable, in the journal):
 
@@ -7,16 +7,19 @@ Trading states (durable, in the journal):
     ACTIVE | REDUCING --emergency stop-->  HALTED   (open orders cancelled; nothing new is sent)
     REDUCING | HALTED --authenticated resume-->  ACTIVE
 
-One tick (``step``): prices -> order/fill sync -> daily-loss check -> stop-loss/take-profit exits -> strategy.
+One tick (``step``): follow the durable state -> prices -> day roll -> order/fill sync -> balances -> daily-loss
+check -> balance check -> expire stale entries -> stop-loss/take-profit exits -> strategy -> heartbeat.
 
-The router, for every order: build the intent with a fresh customerOrderId -> safety gates (pure) -> journal the
-intent (SUBMITTING or REJECTED) -> re-read the durable trading state under the send lock -> send -> journal the
-result. An answer that never arrived makes the order UNKNOWN: it is looked up by its customerOrderId, never re-sent,
-and no new entry is allowed while any order is UNKNOWN.
+The router, for every order: build the intent with a fresh customerOrderId -> safety gates (pure, seeing every fill
+any answer showed plus pending and lost quantity) -> journal the intent (SUBMITTING or REJECTED) -> re-read the
+durable trading state under the send lock -> send -> the tracker records the answer. An answer that never arrived
+makes the order UNKNOWN (lost): it is looked up by its customerOrderId, never re-sent, counts as exposure and blocks
+new entries until the exchange answers about it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -29,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from helios import gates, trading_state
+from helios import gates, portfolio, trading_state
 from helios.alerts import Alerter
 from helios.config import Settings
 from helios.exchange.base import ExchangeClient
@@ -46,6 +49,7 @@ from helios.models import (
     OrderRequest,
     OrderStatus,
     OrderType,
+    PairInfo,
     Position,
     Side,
     Signal,
@@ -53,9 +57,11 @@ from helios.models import (
     TradingState,
     utcnow,
 )
+from helios.orders import OrderTracker
 from helios.reconcile import (
     STARTING_BALANCES_KEY,
     ReconcileResult,
+    capital_baseline,
     compare_balances,
     decode_balances,
     encode_balances,
@@ -68,15 +74,16 @@ log = logging.getLogger("helios.engine")
 
 JOHANNESBURG = ZoneInfo("Africa/Johannesburg")
 QUOTE = "ZAR"
-DUST = Decimal("0.00000001")
-#: An order we sent but the exchange has never heard of is declared FAILED after this long.
-NEVER_ARRIVED_AFTER = timedelta(seconds=30)
 FILL_OVERLAP = timedelta(minutes=5)
 BALANCE_REFRESH = timedelta(seconds=10)
 #: A trading-state write waits this long for another process' journal write lock (a stop then retries later).
 STATE_WRITE_BUSY_TIMEOUT_S = 0.25
 #: An emergency stop's first journal attempt waits only this long; it then answers and retries in the background.
 STOP_JOURNAL_FIRST_WAIT_S = 0.05
+DAY_BASELINE_KEY = "day_baseline"
+#: A failing exit is retried after 5 s, 10 s, 20 s, ... at most every 5 minutes.
+EXIT_BACKOFF_BASE = timedelta(seconds=5)
+EXIT_BACKOFF_MAX = timedelta(minutes=5)
 
 
 class ResumeRefused(Exception):
@@ -119,8 +126,8 @@ class Engine:
         self._halt_epoch = self._resume_epoch = 0  # a resume refuses when a stop arrived while it ran
         self._closing = False
         self.halt_journal_retry: threading.Thread | None = None  # retries a HALTED the journal refused
-        self.positions: dict[str, Position] = journal.positions()
-        self.active: dict[str, OrderRecord] = {o.customer_order_id: o for o in journal.active_orders()}
+        self.orders = OrderTracker(journal)  # the one owner of order states
+        self.positions: dict[str, Position] = journal.positions()  # built from fills by helios.portfolio
         self.tickers: dict[str, Ticker] = {}
         self.last_heartbeat: datetime | None = None
         self.last_error: str | None = None
@@ -134,12 +141,31 @@ class Engine:
         self._balances_at: datetime | None = None
         self._today_start = day_start(self.started_at)
         self._realised_today = journal.realised_since(self._today_start)
+        self._day_baseline = self._stored_day_baseline(self._today_start) or Decimal(0)
+        self._day_rolled = False
+        self._pair_rules: dict[str, tuple[PairInfo, Decimal]] = {}
+        self._exit_backoff: dict[str, tuple[int, datetime]] = {}
+        self._dust_reported: set[str] = {str(e["detail"].get("key")) for e in journal.events("dust", limit=1000)}
         self.rejection_counts: dict[str, int] = journal.rejection_counts()
-        self.unknown_fills = 0
         self.reconciliation: ReconcileResult = ReconcileResult(ok=False, issues=["not reconciled yet"])
         self.balance_check: ReconcileResult | None = None
         self._balance_checked_at: datetime | None = None
         self._balance_mismatches = 0
+
+    @property
+    def active(self) -> dict[str, OrderRecord]:
+        """Orders that may still work on the exchange (the tracker's view)."""
+        return self.orders.active
+
+    @active.setter
+    def active(self, _orders: dict[str, OrderRecord]) -> None:
+        # Callers assign the journal's active orders after a cancel sweep: the tracker re-reads the journal.
+        self.orders.reload()
+
+    @property
+    def unknown_fills(self) -> int:
+        """Fills on the account that are not ours and that the operator has not classified yet (by trade id)."""
+        return self.journal.unclassified_foreign_fills()
 
     # ---------------------------------------------------------------------------------------------------------
     # one tick
@@ -148,14 +174,14 @@ class Engine:
         now = self.clock()
         self._follow_durable_state()
         self._sweep_if_halted()
-        self._roll_day(now)
         self._poll_prices()
+        self._roll_day(now)
         self._sync_orders(now)
         self._refresh_balances(now)
         self._check_daily_loss(now)
         self._periodic_balance_check(now)
         self._expire_entries(now)
-        self._check_exits()
+        self._check_exits(now)
         self._run_strategy()
         self.journal.touch(now)  # raises if the journal is not writable: no heartbeat then
         self.last_heartbeat = now
@@ -170,11 +196,31 @@ class Engine:
         if after is not before:
             log.warning("trading state changed outside this process: now %s", after.value)
 
+
     def _roll_day(self, now: datetime) -> None:
+        """At the first tick of a Johannesburg day, record each position's mark: today's P&L starts there."""
         start = day_start(now)
-        if start != self._today_start:
-            self._today_start = start
-            self._realised_today = self.journal.realised_since(start)
+        if start == self._today_start and self._day_rolled:
+            return
+        stored = self._stored_day_baseline(start)
+        if stored is None:
+            marks = {pair: t.bid for pair, t in self.tickers.items()}
+            stored = portfolio.day_baseline(self.positions, marks)
+            detail = {"day": start.isoformat(), "unrealised_zar": str(stored),
+                      "marks": {p: str(marks[p]) for p in self.positions if p in marks}}
+            self.journal.set_meta(DAY_BASELINE_KEY, json.dumps(detail, sort_keys=True))
+            self.journal.record_event("day_start", detail, now)
+        self._today_start = start
+        self._day_baseline = stored
+        self._realised_today = self.journal.realised_since(start)
+        self._day_rolled = True
+
+    def _stored_day_baseline(self, start: datetime) -> Decimal | None:
+        raw = self.journal.get_meta(DAY_BASELINE_KEY)
+        if raw is None:
+            return None
+        stored = json.loads(raw)
+        return Decimal(stored["unrealised_zar"]) if stored.get("day") == start.isoformat() else None
 
     def _poll_prices(self) -> None:
         try:
@@ -221,18 +267,18 @@ class Engine:
                 self._fill_cursor = fill.traded_at
             if self.journal.has_fill(fill.trade_id):
                 continue
-            self._apply_fill(fill, now)
-            applied = True
+            applied = self._apply_fill(fill, now) or applied
         if applied:
             self._refresh_balances(now, force=True)
-        if not self.active:
+        active = {cid: r for cid, r in self.orders.active.items() if not self.orders.is_sending(cid)}
+        if not active:
             return
         try:
             open_now = {o.customer_order_id: o for o in self.client.open_orders() if o.customer_order_id}
         except ExchangeError as exc:
             self.last_error = f"open orders: {exc.message}"
             return
-        for cid, record in list(self.active.items()):
+        for cid, record in active.items():
             eo: ExchangeOrder | None = open_now.get(cid)
             if eo is None:
                 try:
@@ -243,140 +289,81 @@ class Engine:
             if eo is None:
                 self._order_not_on_exchange(record, now)
                 continue
-            self._apply_order_update(record, eo, now)
+            self.orders.on_answer(cid, replace(eo, customer_order_id=cid), now)
 
     def _order_not_on_exchange(self, record: OrderRecord, now: datetime) -> None:
-        if record.status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
-            if now - record.updated_at >= NEVER_ARRIVED_AFTER:
-                self.journal.update_order(record.customer_order_id, status=OrderStatus.FAILED, now=now,
-                                          error="never reached the exchange (looked up by customerOrderId)")
-                self._forget(record)
-        else:
-            self.journal.update_order(record.customer_order_id, status=OrderStatus.UNKNOWN, now=now,
-                                      error="the exchange no longer knows this order")
-            self.active[record.customer_order_id] = replace(record, status=OrderStatus.UNKNOWN, updated_at=now)
-            self.journal.record_event("order_lost", {"customer_order_id": record.customer_order_id}, now)
+        """The exchange has no order by this id (yet). Its outcome is unknown: it stays lost, never FAILED."""
+        if record.status is OrderStatus.UNKNOWN:
+            return
+        why = ("not found by customerOrderId: it may still land" if record.status is OrderStatus.SUBMITTING
+               else "the exchange no longer knows this order")
+        self.orders.mark_lost(record.customer_order_id, why, now)
+        self.journal.record_event("order_lost", {"customer_order_id": record.customer_order_id, "why": why}, now)
 
-    def _apply_order_update(self, record: OrderRecord, eo: ExchangeOrder, now: datetime) -> None:
-        self.journal.update_from_exchange(replace(eo, customer_order_id=record.customer_order_id), now)
-        updated = replace(record, status=eo.status, exchange_order_id=eo.order_id or record.exchange_order_id,
-                          filled_quantity=eo.filled_quantity, updated_at=now)
-        if eo.status.is_terminal:
-            self._forget(updated)
-        else:
-            self.active[record.customer_order_id] = updated
-
-    def _forget(self, record: OrderRecord) -> None:
-        self.active.pop(record.customer_order_id, None)
-        if record.purpose is OrderPurpose.EXIT:
-            position = self.positions.get(record.pair)
-            if position is not None:
-                position.exit_pending = False  # an exit that ended without closing: the next tick re-checks
-
-    def _apply_fill(self, fill: Fill, now: datetime) -> None:
+    def _apply_fill(self, fill: Fill, now: datetime) -> bool:
+        """Apply one trade-history fill once (by trade id); returns whether it changed the portfolio."""
         record = None
         if fill.customer_order_id:
             record = self.journal.get_order(fill.customer_order_id)
         if record is None and fill.order_id:
             record = self.journal.find_order_by_exchange_id(fill.order_id)
         if record is None:
-            # Not ours (manual trade, another bot): never touch positions; flag it.
-            self.unknown_fills += 1
-            self.journal.record_event("unknown_fill", {"trade_id": fill.trade_id, "pair": fill.pair,
-                                                       "side": fill.side.value, "quantity": str(fill.quantity)},
-                                      now)
-            return
-        base = fill.pair.removesuffix(QUOTE)
-        quantity = fill.quantity
-        if fill.fee_currency == QUOTE:
-            fee_zar = fill.fee
-        else:
-            fee_zar = fill.fee * fill.price
-            if fill.fee_currency == base and fill.side is Side.BUY:
-                quantity -= fill.fee  # VALR takes a BUY's fee from the bought coins
-        existing = self.positions.get(fill.pair)
-        position = None if existing is None else replace(existing)  # changed in memory only once journaled
-        realised = Decimal(0)
+            # Not ours (manual trade, another bot, history from before go-live): never touch positions; flag it
+            # once per trade id until the operator classifies it.
+            if self.journal.record_foreign_fill(fill, now):
+                self.journal.record_event("unknown_fill", {"trade_id": fill.trade_id, "pair": fill.pair,
+                                                           "side": fill.side.value,
+                                                           "quantity": str(fill.quantity)}, now)
+            return False
+        effect = portfolio.apply_fill(
+            self.positions.get(fill.pair), fill, stop_loss=record.stop_loss, take_profit=record.take_profit,
+            exit_quantity=record.quantity,
+        )
         closed: dict[str, Any] | None = None
-        if fill.side is Side.BUY:
-            if position is None:
-                position = Position(
-                    pair=fill.pair, quantity=quantity, avg_entry_price=fill.price, entry_fees_zar=fee_zar,
-                    stop_loss=record.stop_loss or Decimal(0), take_profit=record.take_profit or Decimal(0),
-                    opened_at=fill.traded_at,
-                )
-            else:
-                total = position.quantity + quantity
-                position.avg_entry_price = (position.avg_entry_price * position.quantity
-                                            + fill.price * quantity) / total
-                position.quantity = total
-                position.entry_fees_zar += fee_zar
-                if record.stop_loss is not None:
-                    position.stop_loss = record.stop_loss
-                if record.take_profit is not None:
-                    position.take_profit = record.take_profit
-        else:
-            if position is None:
-                realised = -fee_zar
-            else:
-                sold = min(quantity, position.quantity)
-                entry_fee_share = position.entry_fees_zar * sold / position.quantity
-                realised = (fill.price - position.avg_entry_price) * sold - fee_zar - entry_fee_share
-                position.quantity -= sold
-                position.entry_fees_zar -= entry_fee_share
-                if position.quantity <= DUST:
-                    earlier = self._realised_for_open_position(position)
-                    closed = {
-                        "pair": fill.pair,
-                        "quantity": record.quantity,
-                        "entry_price": position.avg_entry_price,
-                        "exit_price": fill.price,
-                        "fees_zar": self._fees_for_open_position(position) + fee_zar,
-                        "realised_pnl_zar": earlier + realised,
-                        "exit_reason": record.reason or "exit",
-                        "opened_at": position.opened_at,
-                        "closed_at": fill.traded_at,
-                    }
-                    position = None
+        if effect.closed is not None:
+            earlier_realised, earlier_fees = self.journal.pair_fill_totals(fill.pair, effect.closed.opened_at)
+            closed = {
+                "pair": fill.pair, "quantity": effect.closed.quantity, "entry_price": effect.closed.entry_price,
+                "exit_price": effect.closed.exit_price, "fees_zar": earlier_fees + effect.fee_zar,
+                "realised_pnl_zar": earlier_realised + effect.realised_zar,
+                "exit_reason": record.reason or "exit", "opened_at": effect.closed.opened_at,
+                "closed_at": effect.closed.closed_at,
+            }
         stored = self.journal.record_fill(
-            fill, customer_order_id=record.customer_order_id, fee_zar=fee_zar, realised_pnl_zar=realised,
-            position=position, position_pair=fill.pair, closed_trade=closed, now=now,
+            fill, customer_order_id=record.customer_order_id, fee_zar=effect.fee_zar,
+            realised_pnl_zar=effect.realised_zar, position=effect.position, position_pair=fill.pair,
+            closed_trade=closed, now=now,
         )
         if not stored:
-            return
-        if position is None:
+            return False
+        if effect.position is None:
             self.positions.pop(fill.pair, None)
         else:
-            self.positions[fill.pair] = position
+            self.positions[fill.pair] = effect.position
+        self.orders.fill_applied(record.customer_order_id, fill.quantity)
         if fill.traded_at >= self._today_start:
-            self._realised_today += realised
+            self._realised_today += effect.realised_zar
         log.info("fill", extra={"fill": {"pair": fill.pair, "side": fill.side.value, "price": str(fill.price),
-                                         "quantity": str(fill.quantity), "realised_zar": str(realised)}})
+                                         "quantity": str(fill.quantity), "realised_zar": str(effect.realised_zar)}})
         if closed is not None:
             log.info("position closed", extra={"trade": {k: str(v) for k, v in closed.items()}})
             if self.mode is Mode.LIVE:
                 self.alerter.send("info", f"LIVE position closed: {fill.pair} ({closed['exit_reason']})",
                                   {"realised_pnl_zar": str(closed["realised_pnl_zar"])})
-
-    def _realised_for_open_position(self, position: Position) -> Decimal:
-        return self.journal.pair_fill_totals(position.pair, position.opened_at)[0]
-
-    def _fees_for_open_position(self, position: Position) -> Decimal:
-        return self.journal.pair_fill_totals(position.pair, position.opened_at)[1]
+        return True
 
     # ---------------------------------------------------------------------------------------------------------
     # risk checks that act
     # ---------------------------------------------------------------------------------------------------------
+    def _marks(self) -> dict[str, Decimal]:
+        return {pair: t.bid for pair, t in self.tickers.items()}
+
     def unrealised_zar(self) -> Decimal:
-        total = Decimal(0)
-        for pair, position in self.positions.items():
-            ticker = self.tickers.get(pair)
-            if ticker is not None:
-                total += position.unrealised(ticker.bid)
-        return total
+        return portfolio.unrealised(self.positions, self._marks())
 
     def todays_pnl_zar(self) -> Decimal:
-        return self._realised_today + self.unrealised_zar()
+        """Since midnight in Johannesburg: positions held then count from their mark then (not their entry)."""
+        return portfolio.todays_pnl(self._realised_today, self.positions, self._marks(), self._day_baseline)
 
     def todays_loss_zar(self) -> Decimal:
         return max(Decimal(0), -self.todays_pnl_zar())
@@ -405,10 +392,35 @@ class Engine:
             # the next tick's sync records the final status (cancelled, or filled just before)
             self.journal.record_event("entry_expired", {"customer_order_id": record.customer_order_id}, now)
 
-    def _check_exits(self) -> None:
+    def pair_rules(self, pair: str) -> tuple[PairInfo, Decimal] | None:
+        """The pair's trading rules and the fraction of a BUY the exchange may take as a fee (cached)."""
+        if pair not in self._pair_rules:
+            try:
+                info = self.client.pair_info(pair)
+                fee = self.client.fee_rates(pair)
+            except ExchangeError as exc:
+                self.last_error = f"pair rules {pair}: {exc.message}"
+                return None
+            self._pair_rules[pair] = (info, max(fee.maker_pct, fee.taker_pct) / 100)
+        return self._pair_rules[pair]
+
+    def _sellable(self, pair: str, quantity: Decimal) -> tuple[Decimal, bool]:
+        """``quantity`` rounded down to the pair's step, and whether that can be sold (>= the pair's minimum)."""
+        rules = self.pair_rules(pair)
+        if rules is None:
+            return quantity, True  # unknown rules: the exchange client still checks them before sending
+        info = rules[0]
+        rounded = portfolio.round_down(quantity, Decimal(1).scaleb(-info.base_decimal_places))
+        return rounded, rounded >= info.min_base_amount and rounded > 0
+
+    def is_dust(self, pair: str) -> bool:
+        position = self.positions.get(pair)
+        return position is not None and not self._sellable(pair, position.quantity)[1]
+
+    def _check_exits(self, now: datetime) -> None:
         for pair, position in list(self.positions.items()):
             ticker = self.tickers.get(pair)
-            if ticker is None or position.exit_pending:
+            if ticker is None or self.orders.exit_in_flight(pair):
                 continue
             if ticker.bid <= position.stop_loss:
                 reason = "stop_loss"
@@ -416,12 +428,43 @@ class Engine:
                 reason = "take_profit"
             else:
                 continue
+            backoff = self._exit_backoff.get(pair)
+            if backoff is not None and now < backoff[1]:
+                continue
+            quantity, sellable = self._sellable(pair, position.quantity)
+            if not sellable:
+                self._report_dust(pair, position, now)
+                continue
             record = self.submit_order(
-                pair=pair, side=Side.SELL, order_type=OrderType.MARKET, quantity=position.quantity, price=None,
+                pair=pair, side=Side.SELL, order_type=OrderType.MARKET, quantity=quantity, price=None,
                 purpose=OrderPurpose.EXIT, reason=reason,
             )
-            if record.status.is_live_on_exchange or record.status is OrderStatus.FILLED:
-                position.exit_pending = True
+            if record.status is OrderStatus.FAILED:  # refused by the exchange or its pair rules: back off
+                self._exit_failed(pair, record, now)
+            elif record.status is not OrderStatus.REJECTED:
+                self._exit_backoff.pop(pair, None)
+
+    def _report_dust(self, pair: str, position: Position, now: datetime) -> None:
+        """A remainder below the pair's minimum cannot be sold: report it once, never retry it every tick."""
+        key = f"{pair}:{position.quantity}"
+        if key in self._dust_reported:
+            return
+        self._dust_reported.add(key)
+        detail = {"key": key, "pair": pair, "quantity": str(position.quantity)}
+        self.journal.record_event("dust", detail, now)
+        self.alerter.send("critical", f"Helios {self.mode.value}: {pair} position {position.quantity} is below "
+                                      "the pair's minimum and cannot be sold (dust)", detail)
+
+    def _exit_failed(self, pair: str, record: OrderRecord, now: datetime) -> None:
+        failures = self._exit_backoff.get(pair, (0, now))[0] + 1
+        delay = min(EXIT_BACKOFF_MAX, EXIT_BACKOFF_BASE * 2 ** (failures - 1))
+        self._exit_backoff[pair] = (failures, now + delay)
+        detail = {"pair": pair, "customer_order_id": record.customer_order_id, "error": record.error,
+                  "failures": failures, "next_attempt_in_s": delay.total_seconds()}
+        self.journal.record_event("exit_failed", detail, now)
+        if failures == 1:
+            self.alerter.send("critical", f"Helios {self.mode.value}: {pair} exit failed; retrying with backoff",
+                              detail)
 
     def _run_strategy(self) -> None:
         if self.state is not TradingState.ACTIVE:
@@ -446,36 +489,27 @@ class Engine:
     # the router
     # ---------------------------------------------------------------------------------------------------------
     def gate_context(self, pair: str, now: datetime) -> gates.GateContext:
+        """Exposure = positions (applied fills) + every fill an answer showed but the trade history has not
+        delivered yet + the pending quantity of live and lost entries."""
         ticker = self.tickers.get(pair)
-        exposure = Decimal(0)
-        risk = Decimal(0)
-        exposed_pairs = set(self.positions)
-        unresolved = 0
         position = self.positions.get(pair)
-        if position is not None:
-            exposure += position.quantity * position.avg_entry_price
-        for position_ in self.positions.values():
-            risk += position_.risk_zar()
-        for order in self.active.values():
-            if order.status is OrderStatus.UNKNOWN:
-                unresolved += 1
-            if order.purpose is not OrderPurpose.ENTRY:
-                continue
-            remaining = order.quantity - order.filled_quantity
-            price = order.price if order.price is not None else order.reference_price
-            exposed_pairs.add(order.pair)
-            if order.pair == pair:
-                exposure += remaining * price
-            if order.stop_loss is not None:
-                risk += max(Decimal(0), price - order.stop_loss) * remaining
-            else:
-                risk += remaining * price
+        exposure = Decimal(0) if position is None else position.quantity * position.avg_entry_price
+        risk = sum((p.risk_zar() for p in self.positions.values()), Decimal(0))
+        entries, entry_risk = self.orders.entry_exposure()
+        exposure += entries.get(pair, Decimal(0))
+        risk += entry_risk
+        exposed_pairs = {p for p in self.positions if not self.is_dust(p)} | set(entries)
         while self._sent_times and now - self._sent_times[0] > timedelta(minutes=1):
             self._sent_times.popleft()
         equity = (self._cash_zar if self._cash_zar is not None else Decimal(0))
         for pair_, position_ in self.positions.items():
             mark = self.tickers.get(pair_)
             equity += position_.quantity * (mark.bid if mark else position_.avg_entry_price)
+        rules = self.pair_rules(pair)
+        min_entry = Decimal(0)
+        if rules is not None:  # the smallest entry whose remainder after a BUY fee in the coin can be sold
+            step = Decimal(1).scaleb(-rules[0].base_decimal_places)
+            min_entry = portfolio.round_up(rules[0].min_base_amount / (1 - rules[1]), step)
         return gates.GateContext(
             trading_state=self.state,
             client_is_live=self.client.mode is Mode.LIVE,
@@ -495,15 +529,21 @@ class Engine:
             portfolio_risk_zar=risk,
             equity_zar=equity,
             max_portfolio_risk_pct=self.settings.max_portfolio_risk_pct,
-            unresolved_orders=unresolved,
+            unresolved_orders=self.orders.unresolved(),
+            min_entry_quantity=min_entry,
         )
 
     def submit_signal(self, signal: Signal) -> OrderRecord:
-        """A strategy's entry: a limit (or market) BUY carrying its stop-loss and take-profit."""
+        """A strategy's entry: a limit (or market) BUY carrying its stop-loss and take-profit, rounded down to the
+        pair's quantity step."""
+        quantity = signal.quantity
+        rules = self.pair_rules(signal.pair)
+        if rules is not None:
+            quantity = portfolio.round_down(quantity, Decimal(1).scaleb(-rules[0].base_decimal_places))
         return self.submit_order(
             pair=signal.pair, side=signal.side,
             order_type=OrderType.LIMIT if signal.limit_price is not None else OrderType.MARKET,
-            quantity=signal.quantity, price=signal.limit_price, purpose=OrderPurpose.ENTRY,
+            quantity=quantity, price=signal.limit_price, purpose=OrderPurpose.ENTRY,
             stop_loss=signal.stop_loss, take_profit=signal.take_profit, reason=signal.reason or "signal",
         )
 
@@ -550,13 +590,16 @@ class Engine:
             with self._state_lock:  # an emergency stop sets HALTED under this lock before it cancels anything
                 late = gates.trading_state(proposed, replace(context, trading_state=self.state))
                 if late is None:
-                    self.active[record.customer_order_id] = record
+                    self.orders.sending(record)  # visible to the stop's pending list from here on
             if late is not None:
                 self.journal.update_order(record.customer_order_id, status=OrderStatus.REJECTED, now=now,
                                           error=f"{late.gate}: {late.detail}")
                 return self._rejected(replace(record, status=OrderStatus.REJECTED), late, journaled=False)
             self._sent_times.append(now)
-            return self._send(record)
+            try:
+                return self._send(record)
+            finally:
+                self.orders.sent(record.customer_order_id)
 
     def _rejected(self, record: OrderRecord, rejection: gates.Rejection, journaled: bool = True) -> OrderRecord:
         if not journaled:
@@ -579,29 +622,22 @@ class Engine:
                    "price": None if record.price is None else str(record.price), "purpose": record.purpose.value}
         if live:
             log.warning("LIVE ORDER SENDING", extra={"order": summary})
-        now = self.clock
+        cid = record.customer_order_id
         try:
             eo = self.client.place_order(request)
         except OrderRejected as exc:
-            self.journal.update_order(record.customer_order_id, status=OrderStatus.FAILED, now=now(),
-                                      error=f"exchange refused: {exc.code} {exc.message}")
-            self._forget(record)
-            result = replace(record, status=OrderStatus.FAILED)
+            result = self.orders.not_placed(cid, f"exchange refused: {exc.code} {exc.message}", self.clock())
         except OutcomeUnknown as exc:
             result = self._mark_unknown(record, f"no answer: {exc.message}")
         except ExchangeError as exc:
             # Raised before the request could be accepted (connection refused, rate limited, auth).
-            self.journal.update_order(record.customer_order_id, status=OrderStatus.FAILED, now=now(),
-                                      error=f"not sent: {type(exc).__name__}: {exc.message}")
-            self._forget(record)
-            result = replace(record, status=OrderStatus.FAILED)
+            result = self.orders.not_placed(cid, f"not sent: {type(exc).__name__}: {exc.message}", self.clock())
         except Exception as exc:  # a bug must not leave an order untracked: treat the outcome as unknown
-            log.exception("unexpected error placing %s", record.customer_order_id)
+            log.exception("unexpected error placing %s", cid)
             result = self._mark_unknown(record, f"unexpected {type(exc).__name__}")
         else:
-            self._apply_order_update(record, replace(eo, customer_order_id=record.customer_order_id), now())
-            result = replace(record, status=eo.status, exchange_order_id=eo.order_id,
-                             filled_quantity=eo.filled_quantity)
+            # Whatever the answer shows filled counts as exposure from now on (before the trade history has it).
+            result = self.orders.on_answer(cid, replace(eo, customer_order_id=cid), self.clock())
         if live:
             log.warning("LIVE ORDER RESULT", extra={"order": {**summary, "status": result.status.value}})
             self.alerter.send("info", f"LIVE order {result.status.value}: {record.side.value} {record.pair}",
@@ -610,21 +646,19 @@ class Engine:
 
     def _mark_unknown(self, record: OrderRecord, why: str) -> OrderRecord:
         now = self.clock()
-        self.journal.update_order(record.customer_order_id, status=OrderStatus.UNKNOWN, now=now, error=why)
-        unknown = replace(record, status=OrderStatus.UNKNOWN, updated_at=now)
-        self.active[record.customer_order_id] = unknown
-        self.journal.record_event("order_unknown", {"customer_order_id": record.customer_order_id, "why": why}, now)
+        cid = record.customer_order_id
+        unknown = self.orders.mark_lost(cid, why, now)
+        self.journal.record_event("order_unknown", {"customer_order_id": cid, "why": why}, now)
         try:  # resolve at once by customerOrderId; never re-send
-            eo = self.client.get_order(record.pair, record.customer_order_id)
+            eo = self.client.get_order(record.pair, cid)
         except ExchangeError:
             return unknown
         if eo is None:
             return unknown
-        self._apply_order_update(unknown, eo, now)
-        return replace(unknown, status=eo.status, exchange_order_id=eo.order_id)
+        return self.orders.on_answer(cid, replace(eo, customer_order_id=cid), now)
 
     # ---------------------------------------------------------------------------------------------------------
-    # state machine
+    # reconciliation with the exchange
     # ---------------------------------------------------------------------------------------------------------
     def reconcile_orders(self, now: datetime) -> ReconcileResult:
         """Match the account's open orders and fills to the journal; resolve every order in an unknown state."""
@@ -641,13 +675,15 @@ class Engine:
             result.issues.append(f"{len(result.unknown_orders)} open order(s) on the account that the journal "
                                  "does not know: cancel or adopt them, then resume")
         self._sync_orders(now)  # resolves SUBMITTING/UNKNOWN by customerOrderId and adopts fills made while down
-        unresolved = [o.customer_order_id for o in self.active.values() if o.status is OrderStatus.UNKNOWN]
+        unresolved = [o.customer_order_id for o in self.orders.lost()]
         if unresolved:
             result.ok = False
             result.issues.append(f"{len(unresolved)} order(s) with unknown outcome: {', '.join(unresolved[:5])}")
-        if self.unknown_fills:
+        foreign = self.unknown_fills
+        if foreign:
             result.ok = False
-            result.issues.append(f"{self.unknown_fills} fill(s) on the account that the journal does not know")
+            result.issues.append(f"{foreign} fill(s) on the account that the journal does not know (classify them: "
+                                 "helios capital classify-history)")
         self.reconciliation = result
         self.journal.record_event("reconciliation", result.to_json(), now)
         return result
@@ -663,8 +699,10 @@ class Engine:
             except ExchangeError as exc:
                 return ReconcileResult(ok=False, issues=[f"balances unavailable: {exc.message}"])
             prices = {pair.removesuffix(QUOTE): t.bid for pair, t in self.tickers.items()}
-            result = compare_balances(implied_balances(decode_balances(recorded), self.journal.all_fills()),
-                                      actual, prices, self.settings.helios_balance_tolerance_zar)
+            since = capital_baseline(self.journal)
+            implied = implied_balances(decode_balances(recorded), self.journal.fills_since(since),
+                                       self.journal.capital_flows(since))
+            result = compare_balances(implied, actual, prices, self.settings.helios_balance_tolerance_zar)
         self.balance_check = result
         self._balance_checked_at = now
         if result.ok:
@@ -689,10 +727,13 @@ class Engine:
         if existing is not None and not overwrite:
             return {k: str(v) for k, v in decode_balances(existing).items()}
         balances = self.client.balances()
-        self.journal.set_meta(STARTING_BALANCES_KEY, encode_balances(balances))
+        self.journal.record_baseline(encode_balances(balances), now)
         self.journal.record_event("starting_balances", {b.currency: str(b.total) for b in balances}, now)
         return {b.currency: str(b.total) for b in balances}
 
+    # ---------------------------------------------------------------------------------------------------------
+    # state machine
+    # ---------------------------------------------------------------------------------------------------------
     def set_state(self, state: TradingState, reason: str, actor: str, *,
                   resume: trading_state.Resume | None = None) -> TradingState:
         """Every state write of this process, through ``trading_state.transition`` (compare-and-set, durable at
@@ -876,6 +917,7 @@ class Engine:
         self.journal.record_event("shutdown", detail, now)
         return detail
 
+
     # ---------------------------------------------------------------------------------------------------------
     # read-only views for the API
     # ---------------------------------------------------------------------------------------------------------
@@ -892,7 +934,8 @@ class Engine:
                 "mark_price": None if ticker is None else str(ticker.bid),
                 "unrealised_pnl_zar": None if ticker is None else str(round(position.unrealised(ticker.bid), 2)),
                 "opened_at": position.opened_at.isoformat(),
-                "exit_pending": position.exit_pending,
+                "exit_pending": self.orders.exit_in_flight(pair),
+                "dust": self.is_dust(pair),
             })
         return out
 
@@ -906,6 +949,7 @@ class Engine:
             "today_realised_zar": str(round(self._realised_today, 2)),
             "unrealised_zar": str(round(self.unrealised_zar(), 2)),
             "today_total_zar": str(round(self.todays_pnl_zar(), 2)),
+            "today_start_unrealised_zar": str(round(self._day_baseline, 2)),
             "realised_total_zar": str(round(realised_total, 2)),
             "fees_total_zar": str(round(self.journal.fees_total(), 2)),
             "daily_loss_limit_zar": str(self.settings.max_daily_loss_zar),

@@ -60,6 +60,7 @@ class GateContext:
     equity_zar: Decimal
     max_portfolio_risk_pct: Decimal
     unresolved_orders: int  # orders whose outcome is unknown
+    min_entry_quantity: Decimal = Decimal(0)  # smallest entry whose remainder after a BUY fee can still be sold
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,15 @@ def order_size(order: ProposedOrder, ctx: GateContext) -> Rejection | None:
     return None
 
 
+def sellable_size(order: ProposedOrder, ctx: GateContext) -> Rejection | None:
+    """An entry so small that what is left after the fee (taken in the coin) is below the pair's minimum could
+    never be sold again: refuse it rather than make dust."""
+    if order.purpose is OrderPurpose.ENTRY and order.quantity < ctx.min_entry_quantity:
+        return Rejection("sellable_size", f"{order.quantity} {order.pair} is below {ctx.min_entry_quantity}, the "
+                                          "smallest entry whose remainder after the fee can be sold")
+    return None
+
+
 def daily_loss(order: ProposedOrder, ctx: GateContext) -> Rejection | None:
     if order.purpose is OrderPurpose.ENTRY and ctx.todays_loss_zar >= ctx.max_daily_loss_zar:
         return Rejection(
@@ -175,6 +185,7 @@ GATES: tuple[Gate, ...] = (
     unresolved_orders,
     order_rate,
     order_size,
+    sellable_size,
     daily_loss,
     open_positions,
     portfolio_risk,

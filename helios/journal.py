@@ -129,6 +129,36 @@ MIGRATIONS: dict[int, tuple[int, tuple[str, ...]]] = {
             "CREATE INDEX events_kind ON events(kind)",
         ),
     ),
+    # 3: the capital baseline's inputs. Older releases ignore both tables (min reader 1).
+    3: (
+        1,
+        (
+            """CREATE TABLE foreign_fills (
+                trade_id TEXT PRIMARY KEY,
+                exchange_order_id TEXT,
+                pair TEXT NOT NULL,
+                side TEXT NOT NULL,
+                price TEXT NOT NULL,
+                quantity TEXT NOT NULL,
+                fee TEXT NOT NULL,
+                fee_currency TEXT NOT NULL,
+                traded_at TEXT NOT NULL,
+                recorded_at TEXT NOT NULL,
+                classification TEXT,
+                reason TEXT,
+                classified_at TEXT
+            )""",
+            """CREATE TABLE capital_flows (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL,
+                amount TEXT NOT NULL,
+                currency TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                at TEXT NOT NULL
+            )""",
+        ),
+    ),
     # --- rollout (issue 12): heartbeat history, marked-equity curve, capital stages, sign-offs -------------------
     4: (
         1,  # only new tables: releases reading v1 still read and write everything they know
@@ -160,6 +190,8 @@ MIGRATIONS: dict[int, tuple[int, tuple[str, ...]]] = {
     ),
 }
 
+BASELINE_AT_KEY = "capital_baseline_at"
+STARTING_BALANCES_KEY = "starting_balances"
 
 
 class JournalError(Exception):
@@ -512,6 +544,24 @@ class Journal:
         )
         return [_order_from_row(r) for r in rows]
 
+    def orders_with_unapplied_fills(self) -> list[OrderRecord]:
+        """Ended orders whose answer showed more filled quantity than the journal holds fills for."""
+        applied = self.fill_quantities(None)
+        rows = self._query("SELECT * FROM orders WHERE status IN (?, ?, ?) AND filled_quantity NOT IN ('0', '0E-8')",
+                           (OrderStatus.FILLED.value, OrderStatus.CANCELLED.value, OrderStatus.FAILED.value))
+        records = [_order_from_row(r) for r in rows]
+        return [r for r in records if r.filled_quantity > applied.get(r.customer_order_id, Decimal(0))]
+
+    def fill_quantities(self, customer_order_ids: list[str] | None) -> dict[str, Decimal]:
+        """Journaled fill quantity per order (all orders when ``customer_order_ids`` is None)."""
+        totals: dict[str, Decimal] = {}
+        wanted = None if customer_order_ids is None else set(customer_order_ids)
+        for row in self._query("SELECT customer_order_id, quantity FROM fills WHERE customer_order_id IS NOT NULL"):
+            cid = row[0]
+            if wanted is None or cid in wanted:
+                totals[cid] = totals.get(cid, Decimal(0)) + Decimal(row[1])
+        return totals
+
     def orders(self, limit: int = 100, active_only: bool = False) -> list[OrderRecord]:
         if active_only:
             return self.active_orders()[-limit:]
@@ -634,6 +684,64 @@ class Journal:
         for row in self._query("SELECT fee_zar FROM fills"):
             total += Decimal(row[0])
         return total
+
+    # --- capital baseline: starting balances, deposits/withdrawals, fills that are not ours ------------------
+    def record_baseline(self, encoded_balances: str, now: datetime) -> None:
+        """Re-baseline balance reconciliation: these balances at ``now``; only later fills and flows count."""
+        with self._tx() as cur:
+            cur.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?), (?, ?)",
+                        (STARTING_BALANCES_KEY, encoded_balances, BASELINE_AT_KEY, _ts(now)))
+
+    def baseline_at(self) -> datetime | None:
+        raw = self.get_meta(BASELINE_AT_KEY)
+        return None if raw is None else _parse_ts(raw)
+
+    def fills_since(self, since: datetime | None) -> list[dict[str, Any]]:
+        if since is None:
+            return self.all_fills()
+        return [dict(r) for r in self._query("SELECT * FROM fills WHERE traded_at >= ? ORDER BY traded_at, trade_id",
+                                             (_ts(since),))]
+
+    def record_capital_flow(self, kind: str, amount: Decimal, currency: str, reason: str, actor: str,
+                            now: datetime) -> None:
+        """A deposit or withdrawal the operator made (balance reconciliation counts it after the baseline)."""
+        with self._tx() as cur:
+            cur.execute("INSERT INTO capital_flows(kind, amount, currency, reason, actor, at) VALUES (?,?,?,?,?,?)",
+                        (kind, str(amount), currency, reason, actor, _ts(now)))
+            cur.execute("INSERT INTO events(kind, detail, at) VALUES ('capital_flow', ?, ?)",
+                        (json.dumps({"kind": kind, "amount": str(amount), "currency": currency, "reason": reason,
+                                     "actor": actor}), _ts(now)))
+
+    def capital_flows(self, since: datetime | None) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM capital_flows WHERE at >= ? ORDER BY id",
+                           ("" if since is None else _ts(since),))
+        return [dict(r) for r in rows]
+
+    def record_foreign_fill(self, fill: Fill, now: datetime) -> bool:
+        """A fill on the account that is not ours, once per trade id; returns whether it was new."""
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO foreign_fills(trade_id, exchange_order_id, pair, side, price, quantity, fee,"
+                " fee_currency, traded_at, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (fill.trade_id, fill.order_id, fill.pair, fill.side.value, str(fill.price), str(fill.quantity),
+                 str(fill.fee), fill.fee_currency, _ts(fill.traded_at), _ts(now)),
+            )
+            return bool(cur.rowcount > 0)
+
+    def unclassified_foreign_fills(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM foreign_fills WHERE classification IS NULL")[0][0])
+
+    def classify_foreign_fills(self, classification: str, reason: str, before: datetime, now: datetime) -> int:
+        """Classify (once) every unclassified foreign fill traded before ``before``; returns how many."""
+        with self._tx() as cur:
+            cur.execute("UPDATE foreign_fills SET classification=?, reason=?, classified_at=?"
+                        " WHERE classification IS NULL AND traded_at < ?",
+                        (classification, reason, _ts(now), _ts(before)))
+            count = int(cur.rowcount)
+            cur.execute("INSERT INTO events(kind, detail, at) VALUES ('history_classified', ?, ?)",
+                        (json.dumps({"classification": classification, "reason": reason, "fills": count,
+                                     "before": _ts(before)}), _ts(now)))
+        return count
 
     # --- events ---------------------------------------------------------------------------------------------
     def record_event(self, kind: str, detail: dict[str, Any], now: datetime) -> None:

@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from helios.journal import STARTING_BALANCES_KEY, Journal
 from helios.models import Balance, ExchangeOrder, Side
 
+__all__ = ["STARTING_BALANCES_KEY", "ReconcileResult", "capital_baseline", "compare_balances", "decode_balances",
+           "encode_balances", "implied_balances", "unknown_open_orders"]
+
 QUOTE = "ZAR"
-STARTING_BALANCES_KEY = "starting_balances"
 
 
 @dataclass
@@ -39,9 +43,21 @@ def unknown_open_orders(open_orders: Iterable[ExchangeOrder], journal_ids: set[s
     return [o for o in open_orders if o.customer_order_id is None or o.customer_order_id not in journal_ids]
 
 
-def implied_balances(starting: Mapping[str, Decimal], fills: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
-    """Starting balances moved by every journaled fill (rows of the journal's ``fills`` table)."""
+def capital_baseline(journal: Journal) -> datetime | None:
+    """When the starting balances were recorded (None: a journal from before baselines were timed)."""
+    return journal.baseline_at()
+
+
+def implied_balances(starting: Mapping[str, Decimal], fills: Iterable[Mapping[str, Any]],
+                     flows: Iterable[Mapping[str, Any]] = ()) -> dict[str, Decimal]:
+    """Starting balances moved by the journaled fills and capital flows since the baseline (rows of the journal's
+    ``fills`` and ``capital_flows`` tables; the caller passes only those at or after the baseline)."""
     balances: dict[str, Decimal] = dict(starting)
+    for flow in flows:
+        amount = Decimal(flow["amount"])
+        sign = Decimal(1) if flow["kind"] == "deposit" else Decimal(-1)
+        currency = str(flow["currency"])
+        balances[currency] = balances.get(currency, Decimal(0)) + sign * amount
     for fill in fills:
         base = str(fill["pair"]).removesuffix(QUOTE)
         quantity = Decimal(fill["quantity"])

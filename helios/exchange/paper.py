@@ -117,6 +117,8 @@ class PaperExchange:
         for row in rows:
             remaining = Decimal(row["quantity"]) - Decimal(row["filled"])
             if row["side"] == Side.BUY.value:
+                if row["price"] is None:
+                    continue  # a market BUY being filled right now: it has no price and never rests
                 cost = remaining * Decimal(row["price"]) * (1 + self._fees.maker_pct / 100)
                 reserved[QUOTE] = reserved.get(QUOTE, Decimal(0)) + cost
             else:

@@ -97,3 +97,36 @@ def test_no_ip_allowlist_is_a_warning_and_unreachable_exchange_fails(double: Exc
     double.go_down()
     down = audit(double, tmp_path)
     assert down.returncode == 1 and "exchange_reachable" in json.loads(down.stdout)["failed"]
+
+
+def test_finding11_rerunning_a_passing_audit_rebaselines_without_double_counting(double: ExchangeDouble,
+                                                                                   tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from helios.models import Fill, Side
+    from helios.reconcile import compare_balances, decode_balances, implied_balances
+
+    assert audit(double, tmp_path).returncode == 0
+    journal = Journal.open(tmp_path, Mode.LIVE)
+    try:  # Helios bought 0.0001 BTC for R100 (fee R0.10) after go-live; the exchange agrees
+        journal.record_fill(Fill("t-1", "o-1", "hl-1", "BTCZAR", Side.BUY, Decimal(1_000_000), Decimal("0.0001"),
+                                 Decimal("0.10"), "ZAR", datetime.now(UTC)), customer_order_id="hl-1",
+                            fee_zar=Decimal("0.10"), realised_pnl_zar=Decimal(0), position=None,
+                            position_pair="BTCZAR", closed_trade=None, now=datetime.now(UTC))
+    finally:
+        journal.close()
+    double.set_balance("ZAR", "699.90")
+    double.set_balance("BTC", "0.0001")
+    assert audit(double, tmp_path).returncode == 0  # the operator re-baselines
+    journal = Journal.open(tmp_path, Mode.LIVE)
+    try:
+        since = journal.baseline_at()
+        implied = implied_balances(decode_balances(journal.get_meta(STARTING_BALANCES_KEY) or "{}"),
+                                   journal.fills_since(since), journal.capital_flows(since))
+        from helios.models import Balance
+
+        actual = [Balance("ZAR", Decimal("699.90"), Decimal(0), Decimal("699.90")),
+                  Balance("BTC", Decimal("0.0001"), Decimal(0), Decimal("0.0001"))]
+        assert compare_balances(implied, actual, {"BTC": Decimal(1_000_000)}, Decimal(5)).ok, implied
+    finally:
+        journal.close()

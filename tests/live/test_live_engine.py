@@ -50,7 +50,7 @@ class LiveRig:
     engine: Engine
     journal: Journal
 
-    def buy(self, price: int, qty: str = "0.0001", stop: int = 900_000) -> Any:
+    def buy(self, price: int, qty: str = "0.00011", stop: int = 900_000) -> Any:
         return self.engine.submit_order(pair="BTCZAR", side=Side.BUY, order_type=OrderType.LIMIT,
                                         quantity=D(qty), price=D(price), purpose=OrderPurpose.ENTRY,
                                         stop_loss=D(stop), take_profit=D(1_200_000), reason="test")
@@ -123,7 +123,7 @@ def test_full_order_lifecycle_open_partial_fill_fill_cancel(make_live: Callable[
     assert position.avg_entry_price == D(990_000)
 
     rig.double.set_price("BTCZAR", "1000000")
-    resting = rig.buy(950_000, qty="0.0001")
+    resting = rig.buy(900_000, qty="0.00011")
     assert resting.status is OrderStatus.OPEN
     rig.engine.client.cancel_order("BTCZAR", resting.customer_order_id)
     rig.engine.step()
@@ -195,7 +195,7 @@ def test_live_emergency_stop_with_50_open_orders_confirms_zero(make_live: Callab
     rig.engine.record_starting_balances(rig.engine.clock(), overwrite=True)
     rig.engine.step()
     for i in range(50):
-        assert rig.buy(900_000 + i, qty="0.0001", stop=800_000).status is OrderStatus.OPEN
+        assert rig.buy(900_000 + i, qty="0.00011", stop=800_000).status is OrderStatus.OPEN
     assert len(rig.double.open_orders()) == 50
     report = rig.engine.emergency_stop("drill", "pytest")
     assert report["zero_open_orders_confirmed"] is True and report["open_orders_remaining"] == 0
@@ -233,7 +233,7 @@ def test_restart_after_kill_9_between_intent_and_answer_reconciles_without_dupli
         "rt = build_runtime(load_settings(), strategy=ScriptedStrategy())\n"
         "rt.engine.record_starting_balances(rt.engine.clock())\n"
         "rt.engine.start_up(); rt.engine.step()\n"
-        "rt.engine.submit_order(pair='BTCZAR', side=Side.BUY, order_type=OrderType.LIMIT, quantity=D('0.0001'),"
+        "rt.engine.submit_order(pair='BTCZAR', side=Side.BUY, order_type=OrderType.LIMIT, quantity=D('0.00011'),"
         " price=D(950000), purpose=OrderPurpose.ENTRY, stop_loss=D(900000), take_profit=D(1100000))\n"
     )
     child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, **env},

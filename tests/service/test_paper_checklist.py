@@ -227,3 +227,17 @@ def test_a_stale_entry_order_expires_and_frees_the_pair(make_rig: RigFactory) ->
     assert rig.journal.get_order(record.customer_order_id).status is OrderStatus.CANCELLED  # type: ignore[union-attr]
     assert rig.exchange.open_orders() == [] and rig.engine.active == {}
     assert rig.journal.events("entry_expired")
+
+
+# --- issue 8 ------------------------------------------------------------------------------------------------
+def test_finding10_paper_market_buy_fills_instead_of_raising(make_rig: RigFactory) -> None:
+    """Every PAPER market BUY used to raise TypeError (the just-inserted market order has no price)."""
+    rig = make_rig({"BTCZAR": [1_000_000]})
+    rig.step()
+    signal = Signal(pair="BTCZAR", side=Side.BUY, quantity=D("0.0005"), limit_price=None, stop_loss=D(970_000),
+                    take_profit=D(1_010_000), reason="market entry")
+    record = rig.engine.submit_signal(signal)
+    assert record.status is OrderStatus.FILLED, rig.journal.get_order(record.customer_order_id)
+    assert rig.journal.events("order_unknown") == []
+    rig.step()
+    assert rig.engine.positions["BTCZAR"].quantity == D("0.0005")
