@@ -43,7 +43,7 @@ class SafetyRig:
     engine: Engine
     journal: Journal
 
-    def buy(self, price: int, qty: str = "0.0001", stop: int = 900_000) -> OrderRecord:
+    def buy(self, price: int, qty: str = "0.00011", stop: int = 900_000) -> OrderRecord:
         return self.engine.submit_order(pair="BTCZAR", side=Side.BUY, order_type=OrderType.LIMIT,
                                         quantity=D(qty), price=D(price), purpose=OrderPurpose.ENTRY,
                                         stop_loss=D(stop), take_profit=D(1_200_000), reason="test")

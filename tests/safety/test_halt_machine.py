@@ -74,7 +74,7 @@ class HaltMachine(RuleBasedStateMachine):
     @rule(offset=st.integers(min_value=0, max_value=20_000))
     def entry(self, offset: int) -> None:
         self.engine.submit_order(pair="BTCZAR", side=Side.BUY, order_type=OrderType.LIMIT,
-                                 quantity=Decimal("0.0001"), price=Decimal(985_000 + offset),
+                                 quantity=Decimal("0.00011"), price=Decimal(985_000 + offset),
                                  purpose=OrderPurpose.ENTRY, stop_loss=Decimal(900_000),
                                  take_profit=Decimal(1_200_000), reason="machine")
         self.ticked_while_halted = False  # a new order may rest until the next tick
