@@ -628,8 +628,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose value is free text an operator types: a value that starts with "-" is still the value.
+FREE_TEXT_OPTIONS = frozenset({"--reason", "--note", "--by", "--actor"})
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    names: set[str] = set()
+    for action in parser._actions:
+        names.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names |= _option_strings(sub)
+    return names
+
+
+def join_free_text_values(argv: Sequence[str], known_options: set[str]) -> list[str]:
+    """``--reason -urgent`` -> ``--reason=-urgent``: argparse would take ``-urgent`` for an option and refuse the
+    whole command (an emergency stop must never fail on the wording of its reason). A real option (``--reason
+    --direct``) is left alone, so argparse reports the missing value instead of swallowing the option."""
+    out: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if (token in FREE_TEXT_OPTIONS and i + 1 < len(tokens) and tokens[i + 1].startswith("-")
+                and tokens[i + 1].partition("=")[0] not in known_options):
+            out.append(f"{token}={tokens[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(join_free_text_values(sys.argv[1:] if argv is None else argv, _option_strings(parser)))
     try:
         code: int = args.func(args)
         return code
