@@ -341,6 +341,7 @@ class Engine:
         else:
             self.positions[fill.pair] = effect.position
         self.orders.fill_applied(record.customer_order_id, fill.quantity)
+        self._cash_follows_fill(fill)
         if fill.traded_at >= self._today_start:
             self._realised_today += effect.realised_zar
         log.info("fill", extra={"fill": {"pair": fill.pair, "side": fill.side.value, "price": str(fill.price),
@@ -351,6 +352,15 @@ class Engine:
                 self.alerter.send("info", f"LIVE position closed: {fill.pair} ({closed['exit_reason']})",
                                   {"realised_pnl_zar": str(closed["realised_pnl_zar"])})
         return True
+
+    def _cash_follows_fill(self, fill: Fill) -> None:
+        """Move the cached ZAR cash by the fill's ZAR flow (and a fee paid in ZAR) until the next balance read
+        replaces it: a failed read must never leave equity = the old cash + the position that cash bought."""
+        if self._cash_zar is None or not fill.pair.endswith(QUOTE):
+            return
+        value = fill.quantity * fill.price
+        fee = fill.fee if fill.fee_currency == QUOTE else Decimal(0)
+        self._cash_zar += -value - fee if fill.side is Side.BUY else value - fee
 
     # ---------------------------------------------------------------------------------------------------------
     # risk checks that act

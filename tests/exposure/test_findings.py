@@ -6,13 +6,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from helios.cli import main as helios_cli
 from helios.engine import ResumeRefused
 from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
-from helios.exchange.errors import OutcomeUnknown
+from helios.exchange.errors import ExchangeError, OutcomeUnknown
 from helios.exchange.valr import ValrClient
 from helios.models import ExchangeOrder, OrderPurpose, OrderRequest, OrderStatus, OrderType, Side, TradingState
 from tests.live.test_live_engine import live_env
@@ -71,7 +72,9 @@ def test_finding4_a_fill_between_the_trade_history_read_and_the_status_read_stil
     monkeypatch.undo()
     rig.engine.step()
     held = rig.engine.positions["BTCZAR"].quantity
-    assert D("0.00019") < held < D("0.0002"), "the fee was taken in BTC"
+    # A resting limit BUY is a maker: VALR charges its fee in ZAR (the currency the maker pays), not in BTC.
+    assert held == D("0.0002"), "a maker BUY's fee is paid in ZAR: the coins are all held"
+    assert rig.engine.positions["BTCZAR"].entry_fees_zar > 0, "the ZAR fee is counted in the position's cost"
     assert sum(e.quantity for e in rig.engine.orders.exposures()) == 0
     assert rig.engine.gate_context("BTCZAR", rig.clock()).pair_exposure_zar == held * 990_000
 
@@ -249,3 +252,23 @@ def test_a_lost_order_that_never_reached_the_exchange_is_resolved_only_by_the_op
     assert "FAILED" in capsys.readouterr().out
     assert rig.journal.get_order(never.customer_order_id).status is OrderStatus.FAILED  # type: ignore[union-attr]
     assert rig.journal.events("order_resolved_never_placed")
+
+
+def test_equity_for_the_risk_gate_never_counts_a_bought_position_and_the_zar_that_paid_for_it(
+    make_rig: MakeRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fill applied while the balance read fails (5xx) must not leave equity = the old cash + the new position:
+    the portfolio-risk gate would then allow risk against money the account no longer has."""
+    rig = make_rig(MAX_PORTFOLIO_RISK_PCT="20", MAX_OPEN_POSITIONS="2")
+    before = rig.engine.gate_context("BTCZAR", rig.clock()).equity_zar
+
+    def unavailable() -> Any:
+        raise ExchangeError("balances: 503 (test)")
+
+    monkeypatch.setattr(rig.engine.client, "balances", unavailable)
+    placed = rig.entry("BTCZAR", "0.0002", stop=950_000)
+    assert placed.status is OrderStatus.FILLED, placed.error
+    rig.engine.step()  # the trade history delivers the fill; the forced balance refresh fails
+    assert "BTCZAR" in rig.engine.positions
+    after = rig.engine.gate_context("BTCZAR", rig.clock()).equity_zar
+    assert after <= before, f"equity grew from R{before} to R{after} by buying"

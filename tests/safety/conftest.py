@@ -116,3 +116,15 @@ def hold_write_lock() -> Iterator[Callable[[Path], WriteLockHolder]]:
 
 def open_orders(rig: SafetyRig) -> list[Any]:
     return rig.double.open_orders()
+
+
+def wait_for_price(rig: SafetyRig, pair: str, price: int, within_s: float = 10.0) -> None:
+    """Wait until the engine's market data has seen ``price`` (the trade WebSocket delivers it asynchronously):
+    the next tick then acts on it. Synchronises on the ticker itself, not on a sleep."""
+    import time
+
+    deadline = time.monotonic() + within_s
+    while rig.engine.market.ticker(pair).bid != D(price):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the engine's market data never showed {pair} at {price}")
+        time.sleep(0.01)

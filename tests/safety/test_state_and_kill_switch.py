@@ -17,7 +17,7 @@ from helios.journal import Journal
 from helios.models import Mode, OrderStatus, Side, TradingState
 from helios.trading_state import STATE_CHANGED, TransitionRefused
 
-from .conftest import D, SafetyRig, WriteLockHolder, live_env
+from .conftest import D, SafetyRig, WriteLockHolder, live_env, wait_for_price
 
 RigFactory = Callable[..., SafetyRig]
 LockFactory = Callable[..., WriteLockHolder]
@@ -137,6 +137,7 @@ def test_direct_stop_mid_tick_is_not_overwritten_by_the_daily_loss_check_and_no_
     assert rig.journal.get_order(entry.customer_order_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
     assert "BTCZAR" in rig.engine.positions
     rig.double.set_price("BTCZAR", "900000")  # R18 down (limit R10) and below the stop-loss
+    wait_for_price(rig, "BTCZAR", 900_000)  # the trade WebSocket has delivered it: this tick sees the loss
     placements_before = len(rig.double.order_placements())
 
     original = rig.engine.client.fills
