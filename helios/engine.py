@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from helios import gates
+from helios import gates, promotion
 from helios.alerts import Alerter
 from helios.config import Settings
 from helios.exchange.base import ExchangeClient
@@ -471,7 +471,7 @@ class Engine:
             mark = self.tickers.get(pair_)
             equity += position_.quantity * (mark.bid if mark else position_.avg_entry_price)
         return gates.GateContext(
-            trading_state=self.state,
+            trading_state=promotion.effective_state(self.state),  # issue 9 hook: un-promoted release -> no new entries
             client_is_live=self.client.mode is Mode.LIVE,
             live_explicitly_enabled=self.settings.live_explicitly_enabled,
             exchange_connected=self.client.is_connected(),
