@@ -831,7 +831,14 @@ def verify_backup(path: Path) -> dict[str, Any]:
 
 
 def make_backup(keep: int) -> dict[str, Any]:
-    os.umask(0o077)
+    umask = os.umask(0o077)
+    try:
+        return _make_backup(keep)
+    finally:
+        os.umask(umask)
+
+
+def _make_backup(keep: int) -> dict[str, Any]:
     L.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     while True:
         stamp = now_utc().strftime(TS_FORMAT)
@@ -991,13 +998,48 @@ def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str
     shutil.rmtree(final, ignore_errors=True)
     (final / "wheels").mkdir(parents=True)
     shutil.copy2(wheel, final / "wheels" / wheel.name)
-    run([python, "-m", "venv", str(final / "venv")], timeout=180, check=True)
-    run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-cache-dir",
-         "--disable-pip-version-check", "--quiet", "--find-links", str(wheelhouse),
-         str(final / "wheels" / wheel.name)], timeout=600, check=True)
+    donor = venv_donor(str(meta["deps_hash"]))
+    how = "new virtualenv"
+    if donor is not None:
+        try:
+            clone_venv(L.releases_dir / donor / "venv", final / "venv")
+            run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-deps", "--force-reinstall",
+                 "--no-cache-dir", "--disable-pip-version-check", "--quiet", str(final / "wheels" / wheel.name)],
+                timeout=300, check=True)
+            how = f"virtualenv cloned from {donor} (same dependencies)"
+        except (Failure, OSError) as exc:
+            say(f"cloning the virtualenv of {donor} failed ({exc}); building a new one")
+            shutil.rmtree(final / "venv", ignore_errors=True)
+            donor = None
+    if donor is None:
+        run([python, "-m", "venv", str(final / "venv")], timeout=180, check=True)
+        run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-cache-dir",
+             "--disable-pip-version-check", "--quiet", "--find-links", str(wheelhouse),
+             str(final / "wheels" / wheel.name)], timeout=600, check=True)
     write_json_atomic(final / "release.json", {**meta, "release": rid, "deployed_at": iso(), "deployed_by": who},
                       mode=0o644)
-    return {"release": rid, "deps_hash": meta["deps_hash"]}
+    return {"release": rid, "deps_hash": meta["deps_hash"], "venv": how}
+
+
+def venv_donor(deps_hash: str) -> str | None:
+    """The newest installed, not-BAD release whose dependencies are the same (its venv can be cloned)."""
+    bad = bad_releases()
+    for rid in reversed(all_releases()):
+        if rid not in bad and can_start(rid) and str(manifest(rid).get("deps_hash", "")) == deps_hash:
+            return rid
+    return None
+
+
+def clone_venv(src: Path, dst: Path) -> None:
+    """Copy a virtualenv and point its scripts' shebangs (absolute paths) at the copy."""
+    shutil.copytree(src, dst, symlinks=True)
+    old, new = str(src).encode(), str(dst).encode()
+    for script in (dst / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            data = script.read_bytes()
+            head, _, rest = data.partition(b"\n")
+            if head.startswith(b"#!") and old in head:
+                script.write_bytes(head.replace(old, new) + b"\n" + rest)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1433,6 +1475,7 @@ def flow_parser(name: str) -> argparse.ArgumentParser:
 
 def run_flow(flow_id: str) -> int:
     """What ``helios-flow-<id>`` runs: lock, the flow, one audit line, unlock -- whatever happens."""
+    os.umask(0o022)  # releases are world-readable; secrets and backups set their own modes
     record = read_flow(flow_id)
     flow = Flow(record)
     spec = FLOWS[flow.name]
@@ -1624,7 +1667,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--why", default="")
     s.add_argument("--detach", action="store_true")
     s.add_argument("--flow-id", default=None)
-    s.add_argument("flow_args", nargs=argparse.REMAINDER)
     r = sub.add_parser("run", help="(the flow unit) run a recorded flow")
     r.add_argument("flow_id")
     f = sub.add_parser("follow", help="reattach to a flow (default: the latest)")
@@ -1671,13 +1713,17 @@ def query(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    flow_args: list[str] = []
+    if words[:1] == ["start"] and "--" in words:  # start FLOW [options] -- FLOW ARGUMENTS (kept as data)
+        cut = words.index("--")
+        words, flow_args = words[:cut], words[cut + 1 :]
+    args = build_parser().parse_args(words)
     if os.geteuid() != 0:
         print(json.dumps({"ok": False, "error": "helios-deployctl must run as root"}))
         return EXIT_REFUSED
     try:
         if args.cmd == "start":
-            flow_args = [a for a in args.flow_args if a != "--"]
             return start(args.flow, flow_args, args.who, args.why, args.detach, args.flow_id)
         if args.cmd == "run":
             return run_flow(args.flow_id)
