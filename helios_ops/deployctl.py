@@ -252,7 +252,7 @@ def lock_message(owner: Mapping[str, Any], alive: bool, now_epoch: float) -> str
     age = now_epoch - float(owner.get("epoch", now_epoch))
     text = (
         f"deploy lock held by {owner.get('who', '?')} since {owner.get('at', '?')} ({age / 60:.0f} min ago) "
-        f"for {owner.get('what', '?')} (flow {owner.get('flow_id', '?')})"
+        f"for {owner.get('what', '?')} ({owner.get('why') or 'no reason given'}; flow {owner.get('flow_id', '?')})"
     )
     if alive:
         return text + ": that flow is still running (follow it with `invoke flow`)"
@@ -282,7 +282,7 @@ def final_line(record: Mapping[str, Any], now: Mapping[str, Any]) -> str:
         message = f"still running at step '{record.get('step')}'" + (
             f" (paused at '{record.get('paused_at')}')" if record.get("paused_at") else ""
         )
-    return f"{what}: {state.upper()}: {message}; {host_now_line(now)}"
+    return f"{what}: {state.upper().replace('_', ' ')}: {message}; {host_now_line(now)}"
 
 
 def pause_requested(pause_text: str, flow: str, step: str) -> bool:
@@ -580,7 +580,7 @@ def health_gate(mode: str, soak: float, timeout: float) -> dict[str, Any]:
             first_ok, pid = time.monotonic(), main_pid
         if time.monotonic() - first_ok >= soak:
             return {"mode": mode, "release": body.get("release"), "trading_state": body.get("trading_state"),
-                    "heartbeat_age_seconds": body.get("heartbeat_age_seconds")}
+                    "heartbeat_age_seconds": body.get("heartbeat_age_seconds"), "first_ok_monotonic": first_ok}
         time.sleep(0.1)
     raise Failure(f"health gate: not healthy within {timeout:g}s ({last})")
 
@@ -1065,7 +1065,7 @@ def activate(flow: Flow, rid: str, mode: str, soak: float, timeout: float) -> Ou
             start_service()
         with flow.step("gate"):
             flow.detail["health"] = health_gate(mode, soak, timeout)
-            flow.detail["no_engine_seconds"] = round(time.monotonic() - t_stop, 3)
+            flow.detail["no_engine_seconds"] = round(float(flow.detail["health"]["first_ok_monotonic"]) - t_stop, 3)
         with flow.step("promote"):
             promote(rid)
     except Failure as exc:
@@ -1295,7 +1295,7 @@ def flow_resume(flow: Flow, args: argparse.Namespace) -> Outcome:
             health_gate(configured_mode(), 0, args.timeout)
     data = json_out(result)
     flow.detail.update(path=path, previous=data.get("previous"), trading_state=data.get("trading_state"))
-    return Outcome("ok", EXIT_OK, f"{data.get('previous')} -> {data.get('trading_state')} via {path}")
+    return Outcome("ok", EXIT_OK, f"{data.get('previous')} -> {data.get('trading_state')} (via {path})")
 
 
 def flow_mode(flow: Flow, args: argparse.Namespace) -> Outcome:
@@ -1350,7 +1350,13 @@ def flow_mode(flow: Flow, args: argparse.Namespace) -> Outcome:
             start_service()
             health_gate(before, 0, args.timeout)
         raise Failure(f"switch to {mode} failed ({exc}); the previous env file ({before}) is back") from None
-    return Outcome("ok", EXIT_OK, f"now {mode} (was {before})")
+    stop = flow.detail.get("emergency_stop") or {}
+    left = ""
+    if stop:
+        positions = ", ".join(f"{p.get('pair')} {p.get('quantity')}" for p in stop.get("open_positions", [])) or "none"
+        left = (f"; LIVE emergency stop: {stop.get('orders_cancelled')} order(s) cancelled, "
+                f"{stop.get('open_orders_remaining')} open order(s) remaining; positions still open: {positions}")
+    return Outcome("ok", EXIT_OK, f"now {mode} (was {before}){left}")
 
 
 @dataclass(frozen=True)
@@ -1496,7 +1502,7 @@ def run_flow(flow_id: str) -> int:
     except Failure as exc:
         result = {EXIT_LOCKED: "locked", EXIT_REFUSED: "refused"}.get(exc.code, "failed")
         flow.detail.update(exc.detail)
-        outcome = Outcome(result, exc.code, str(exc))
+        outcome = Outcome(result, exc.code, str(exc) + ("; nothing was changed" if result != "failed" else ""))
     except Exception as exc:  # a bug must still end in an audit line and a free lock
         outcome = Outcome("failed", EXIT_FAILED, f"internal error: {type(exc).__name__}: {exc}")
     finally:

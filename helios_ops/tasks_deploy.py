@@ -45,6 +45,10 @@ def _hosts(inventory: str, limit: str | None = None) -> list[Host]:
 def _report(what: str, results: Sequence[ex.FlowResult]) -> None:
     """Print each host's final line (what the host runs now); exit non-zero when any flow did not succeed."""
     for res in results:
+        tail = res.data.get("detail", {}).get("journal_tail") or []
+        if tail:
+            print(f"{res.host}: the failing service's last journal lines:")
+            print("\n".join(f"  {line}" for line in tail))
         print(res.line)
     bad = [r.host for r in results if r.code != 0]
     if bad:
@@ -217,7 +221,9 @@ def to_live(c: Context, inventory: str = "sandbox", host: str | None = None, con
             f"to-live refused: confirmation {confirm!r} does not match host {target.name!r}; nothing was changed",
             code=1,
         )
-    _report("to-live", [ex.run_flow(target, "mode", ["--mode", "LIVE", "--confirmed"], who, "to-live")])
+    res = ex.run_flow(target, "mode", ["--mode", "LIVE", "--confirmed"], who, "to-live")
+    print("\n".join(["env change:", *res.data.get("detail", {}).get("diff", [])]))
+    _report("to-live", [res])
 
 
 @task(name="emergency-stop", help={"inventory": INV_HELP, "reason": "why (journal and audit log)"})
