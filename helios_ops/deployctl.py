@@ -236,10 +236,11 @@ def pick_previous(releases: Sequence[str], current: str | None, bad: set[str]) -
 def prune_plan(
     releases: Sequence[str], keep: int, current: str | None, last_good: str | None, bad: set[str]
 ) -> list[str]:
-    """Releases to delete. Kept: the newest ``keep`` GOOD releases, current and last good. BAD releases do not
-    count toward ``keep`` (a run of failed deploys never pushes the good ones out) and are removed."""
+    """Releases to delete. Kept: the newest ``keep`` GOOD releases, current and last good, and the two newest BAD
+    ones (to look at). BAD releases never count toward ``keep``: failed deploys never push the good ones out."""
     good = sorted((r for r in releases if is_release_id(r) and r not in bad), reverse=True)
-    kept = set(good[: max(keep, 1)]) | {r for r in (current, last_good) if r}
+    bad_sorted = sorted((r for r in releases if is_release_id(r) and r in bad), reverse=True)
+    kept = set(good[: max(keep, 1)]) | set(bad_sorted[:2]) | {r for r in (current, last_good) if r}
     return sorted(r for r in releases if is_release_id(r) and r not in kept)
 
 
@@ -1186,7 +1187,10 @@ def flow_restore_into(flow: Flow, ts: str, target: str | None, soak: float, time
         raise Failure(f"no backup {ts} on this host (see `invoke backups`)", EXIT_REFUSED)
     flow.detail["backup"] = ts
     with flow.step("verify"):
-        info = verify_backup(src)
+        try:
+            info = verify_backup(src)
+        except Failure as exc:
+            raise Failure(f"{exc} (the backup is damaged; nothing was stopped)", EXIT_REFUSED) from None
     before_state = trading_state_now()
     flow.detail["trading_state_before"] = before_state
     with flow.step("safety-backup"):
