@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import BROKEN, REPO, VENV_BIN, Host, scratch_source
+from tests.deploy.conftest import BROKEN, REPO, VENV_BIN, Host, double_admin, scratch_source
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -142,8 +142,7 @@ _counter = iter(range(16))
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fault", "step"),
-    [("drop", "install"), ("drop", "gate"), ("drop", "prune"), ("kill", "check-config"), ("kill", "start"),
-     ("kill", "gate"), ("kill", "audit")],
+    [("drop", "install"), ("drop", "gate"), ("kill", "start"), ("kill", "audit")],
 )
 def test_deploy_survives_operator_fault_at_step(host: Host, sources: list[Path], fault: str, step: str) -> None:
     src = sources[next(_counter)]
@@ -200,6 +199,29 @@ def test_rollback_survives_operator_fault(host: Host, fault: str, step: str) -> 
         last = done["last"]
     assert_settled(host, flow_id, target, last)
     assert flow_audit(host, flow_id)[0]["result"] == "ok"
+
+
+def test_mode_switch_survives_a_dropped_link_and_a_killed_operator(host: Host) -> None:
+    cur = host.current()
+    double_admin("POST", "/balance", {"balances": {"ZAR": "900", "ETH": "0", "BTC": "0"}})
+    pause_at(host, "mode", "restart")
+    proc = operator("to-live", "--confirm", "deploy1")
+    flow_id = wait_paused(host, "restart", proc)
+    drop_link(host)
+    unpause(host)
+    rc, out = finish(host, proc)
+    assert rc == 0, out[-3000:]
+    assert "mode LIVE" in host_line(out) and host.api("/api/mode/current")["mode"] == "LIVE"
+    assert_settled(host, flow_id, cur, host_line(out))
+    pause_at(host, "mode", "gate")
+    proc = operator("to-paper")
+    flow_id = wait_paused(host, "gate", proc)
+    kill_operator(proc)
+    unpause(host)
+    done = wait_flow_done(host, flow_id)
+    assert done["rc"] == 0 and "mode PAPER" in done["last"], done["out"][-2000:]
+    assert host.api("/api/mode/current")["mode"] == "PAPER"
+    assert_settled(host, flow_id, cur, done["last"])
 
 
 @pytest.mark.parametrize("fault", ["drop", "kill"])
@@ -328,7 +350,7 @@ def test_restore_keeps_halted_and_a_damaged_backup_changes_nothing(host: Host) -
 # ----------------------------------------------------------------------------------------------------------------
 # Finding 6: an emergency stop at a step of a deploy is prompt and never gets the good release marked BAD
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("step", ["backup", "start", "gate"])
+@pytest.mark.parametrize("step", ["start", "gate"])
 def test_emergency_stop_during_deploy(host: Host, sources: list[Path], step: str) -> None:
     pause_at(host, "deploy", step)
     proc = operator("deploy", "--source", str(sources[next(_counter)]), "--reason", f"estop at {step}")
@@ -352,6 +374,23 @@ def test_emergency_stop_during_deploy(host: Host, sources: list[Path], step: str
 # ----------------------------------------------------------------------------------------------------------------
 # A full disk during a deploy: fails before the switch, the old release untouched, nothing left behind
 # ----------------------------------------------------------------------------------------------------------------
+def test_two_concurrent_deploys_one_refused_with_the_owner_named(host: Host, sources: list[Path]) -> None:
+    pause_at(host, "deploy", "gate")
+    first = operator("deploy", "--source", str(sources[next(_counter)]), "--reason", "first of two")
+    flow_id = wait_paused(host, "gate", first)
+    audit_before = len(host.audit_lines())
+    second = host.invoke("deploy", "--source", str(sources[next(_counter)]), "--reason", "second of two")
+    assert second.rc != 0
+    last = host_line(second.out)
+    assert "LOCKED" in last and "first of two" in last and "still running" in last and "nothing was changed" in last
+    refused = host.audit_lines()[audit_before:]
+    assert [(x["event"], x["result"]) for x in refused] == [("deploy", "locked")]
+    unpause(host)
+    rc, out = finish(host, first)
+    assert rc == 0, out[-2000:]
+    assert_settled(host, flow_id, host.current(), host_line(out))
+
+
 def test_full_disk_fails_before_the_switch(host: Host, sources: list[Path]) -> None:
     good = host.current()
     pid = host.ssh("systemctl show -p MainPID --value helios").strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -156,36 +155,6 @@ def test_rollback_previous_and_named(host: Host) -> None:
     assert [x["release"] for x in rollbacks[-2:]] == [good_older[0], cur]
     host.journal_counts()
     host.assert_journal_never_lost_rows()
-
-
-def test_concurrent_deploy_refused(host: Host, sources: dict[str, Path]) -> None:
-    first = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "invoke"),
-            "deploy",
-            "--inventory",
-            "deploytest",
-            "--source",
-            str(sources["v2"]),
-            "--reason",
-            "first of two",
-        ],
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not host.helper("lock", "status").get("held"):
-        time.sleep(0.2)
-    second = host.invoke("deploy", "--source", str(sources["v1"]), "--reason", "second of two")
-    out_first, _ = first.communicate(timeout=240)
-    host.outputs.append(out_first)
-    assert first.returncode == 0, out_first[-2000:]
-    assert second.rc != 0
-    last = second.out.strip().splitlines()[-1]
-    assert "deploy lock held by" in last and "first of two" in last and "nothing was changed" in last, last
-    assert host.helper("lock", "status")["held"] is False
 
 
 def test_dead_flow_lock_reported_at_once_and_force_released(host: Host) -> None:
