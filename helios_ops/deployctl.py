@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -131,7 +132,9 @@ def iso(ts: datetime | None = None) -> str:
 
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A step line for humans; a dropped link (broken pipe) never stops a flow."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -397,6 +400,23 @@ def http_json(path: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
             return exc.code, data if isinstance(data, dict) else {}
         except ValueError:
             return exc.code, {}
+    except (OSError, ValueError):
+        return 0, {}
+
+
+def api_post(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, dict[str, Any]]:
+    """POST to the service's loopback API with its control token (read from the env file, never printed)."""
+    token = parse_env(env_text()).get("HELIOS_API_TOKEN", "")
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(  # noqa: S310 -- loopback http only
+        api_base() + path, data=json.dumps(dict(body)).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- loopback
+            data = json.loads(response.read() or b"{}")
+            return int(response.status), data if isinstance(data, dict) else {}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
     except (OSError, ValueError):
         return 0, {}
 
@@ -1251,12 +1271,12 @@ def flow_estop(flow: Flow, args: argparse.Namespace) -> Outcome:
     started = time.monotonic()
     reason, who = str(args.reason), flow.who
     with flow.step("api"):
-        result = run([helios_cli(), "emergency-stop", "--json", "--reason", reason, "--actor", who], timeout=30)
-        data = json_out(result)
+        code, data = api_post("/api/emergency-stop", {"reason": reason, "actor": who[:100]}, timeout=40)
     path = "api"
-    if not data:
+    if code != 200 or not data:
         path = "direct"
-        flow.detail["api_error"] = last_line(result)
+        data = {}
+        flow.detail["api_error"] = f"/api/emergency-stop answered {code or 'nothing'}"
         with flow.step("direct"):
             direct = run([helios_cli(), "emergency-stop", "--direct", "--json", "--reason", reason, "--actor", who],
                          timeout=60)
@@ -1369,6 +1389,9 @@ class FlowSpec:
     event: str
     takes_lock: bool
     add_args: Callable[[argparse.ArgumentParser], None]
+    #: run in the process SSH started (SIGHUP ignored: a dropped link does not stop it) instead of a systemd unit:
+    #: for the emergency stop and resume, where a unit's start-up would cost more than the flow
+    inline: bool = False
 
 
 def _args_deploy(p: argparse.ArgumentParser) -> None:
@@ -1419,8 +1442,8 @@ FLOWS: dict[str, FlowSpec] = {
     "mode": FlowSpec(flow_mode, "mode_switch", True, _args_mode),
     "restore": FlowSpec(flow_restore, "restore", True, _args_restore),
     "backup": FlowSpec(flow_backup, "backup", True, _args_backup),
-    "estop": FlowSpec(flow_estop, "emergency_stop", False, _args_reason(required=False)),
-    "resume": FlowSpec(flow_resume, "resume", False, _args_reason(required=True)),
+    "estop": FlowSpec(flow_estop, "emergency_stop", False, _args_reason(required=False), inline=True),
+    "resume": FlowSpec(flow_resume, "resume", False, _args_reason(required=True), inline=True),
 }
 
 #: Each flow's steps, as ``--check`` prints them (the names are the pause points the tests use).
@@ -1579,6 +1602,12 @@ def start(name: str, argv: Sequence[str], who: str, why: str, detach: bool, flow
     record: dict[str, Any] = {"flow_id": flow_id, "flow": name, "argv": list(argv), "who": who, "why": why,
                               "state": "starting", "started_at": iso(), "steps": [], "detail": {}}
     write_json_atomic(flow_path(flow_id), record)
+    if FLOWS[name].inline:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        code = run_flow(flow_id)
+        with contextlib.suppress(OSError):
+            return follow(flow_id, quiet=True)
+        return code
     unit = f"{L.flow_unit_prefix}{flow_id}"
     result = run(["systemd-run", "--unit", unit, "--collect", "--quiet", "--description",
                   f"helios {name} flow {flow_id}", "--property", "KillMode=mixed", sys.executable, str(L.helper),
