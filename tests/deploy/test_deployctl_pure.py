@@ -117,3 +117,51 @@ def test_promotion_file_is_read_per_decision(tmp_path: Path) -> None:
 def test_rewrite_mode_refuses_unknown_mode() -> None:
     with pytest.raises(ctl.Failure):
         ctl.rewrite_mode("TRADING_MODE=PAPER\n", "live")
+
+
+@pytest.fixture
+def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ctl.Layout:
+    """The helper's layout moved under tmp_path (its file-level steps run without a host)."""
+    import dataclasses
+
+    base = tmp_path / "opt"
+    moved = dataclasses.replace(
+        ctl.L, base_dir=base, releases_dir=base / "releases", incoming_dir=base / "incoming",
+        wheelhouse_dir=base / "wheelhouse", current_link=base / "current", last_good_file=base / "last-good",
+        promoted_file=base / "promoted", backup_dir=tmp_path / "backups",
+    )
+    monkeypatch.setattr(ctl, "L", moved)
+    moved.releases_dir.mkdir(parents=True)
+    return moved
+
+
+def test_a_second_build_with_the_same_release_id_is_refused_not_overwritten(layout: ctl.Layout) -> None:
+    """Issue 9 finding 9: two builds in the same second share a release id; the second never replaces the first."""
+    (layout.releases_dir / NEW).mkdir()
+    (layout.releases_dir / NEW / "release.json").write_text('{"release": "first"}')
+    incoming = layout.incoming_dir / "20260102T000000Z-0123abcd"
+    incoming.mkdir(parents=True)
+    (incoming / "release.json").write_text(json.dumps({"wheel": "helios.whl", "deps_hash": "d1"}))
+    (incoming / "helios.whl").write_bytes(b"wheel")
+    (layout.wheelhouse_dir / "d1").mkdir(parents=True)
+    (layout.wheelhouse_dir / "d1" / ".complete").write_text("d1\n")
+    with pytest.raises(ctl.Failure) as refused:
+        ctl.install_release(NEW, incoming, "/usr/bin/python3", "me")
+    assert refused.value.code == ctl.EXIT_REFUSED and "already installed" in str(refused.value)
+    assert (layout.releases_dir / NEW / "release.json").read_text() == '{"release": "first"}'
+
+
+def test_half_built_releases_are_removed_and_never_listed(layout: ctl.Layout) -> None:
+    """Issue 9 finding 4: a release directory without release.json (a run died inside pip) is removed by the next
+    run and is never a rollback target; current is never removed."""
+    (layout.releases_dir / OLD / "venv" / "bin").mkdir(parents=True)
+    (layout.releases_dir / OLD / "release.json").write_text("{}")
+    half = "20260101T120000Z-0000000"
+    (layout.releases_dir / half / "venv").mkdir(parents=True)
+    (layout.incoming_dir / "20260101T000000Z-deadbeef").mkdir(parents=True)
+    os.symlink(layout.releases_dir / OLD, layout.current_link)
+    assert ctl.all_releases() == [OLD]
+    removed = ctl.remove_half_built()
+    assert str(layout.releases_dir / half) in removed
+    assert not (layout.releases_dir / half).exists() and (layout.releases_dir / OLD).is_dir()
+    assert not any(layout.incoming_dir.iterdir())
