@@ -37,7 +37,7 @@ def test_deploy_v1_then_v2(host: Host, sources: dict[str, Path]) -> None:
     assert v1 != first
     for step in (
         "Upload the wheel",
-        "Run the deploy flow on the host and follow it",
+        "Run the flow on the host and follow it",
         "step clean",
         "step backup",
         "step install",
