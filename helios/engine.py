@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from helios import gates, portfolio, trading_state
+from helios import gates, portfolio, promotion, trading_state
 from helios.alerts import Alerter
 from helios.config import Settings
 from helios.exchange.base import ExchangeClient
@@ -521,7 +521,7 @@ class Engine:
             step = Decimal(1).scaleb(-rules[0].base_decimal_places)
             min_entry = portfolio.round_up(rules[0].min_base_amount / (1 - rules[1]), step)
         return gates.GateContext(
-            trading_state=self.state,
+            trading_state=promotion.effective_state(self.state),  # issue 9 hook: un-promoted release -> no new entries
             client_is_live=self.client.mode is Mode.LIVE,
             live_explicitly_enabled=self.settings.live_explicitly_enabled,
             exchange_connected=self.client.is_connected(),

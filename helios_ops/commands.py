@@ -1,103 +1,37 @@
 """Pure command and plan builders for the Helios operator tasks (deploy, rollback, mode, backups, emergency stop).
 
 Nothing here touches the network or a host: every function turns arguments into argv lists, shell strings,
-extra-vars or text, so it is tested without SSH (tests/deploy/test_commands.py). ``helios_ops.deploy`` is the thin
-executor that runs what these build (ansible-playbook locally, single commands over SSH with Fabric).
+extra-vars or text, so it is tested without SSH (tests/deploy/test_commands.py). ``helios_ops.runner`` is the
+one executor that runs what these build (ansible-playbook locally, single commands over SSH with Fabric);
+``helios_ops.inventory`` reads inventories.
 
-Host-side logic lives once, in ``helios-deployctl`` (ansible/roles/helios_release/files/), which both the
-playbooks and the Fabric calls invoke.
+Host-side logic lives once, in ``helios_ops/deployctl.py`` (installed on hosts as ``helios-deployctl``): one
+function per flow, which both the playbooks and the Fabric calls start.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import re
 import shlex
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from helios_ops.deployctl import host_now_line
+from helios_ops.inventory import REPO_ROOT, Host, OpsError
+
 ANSIBLE_DIR = REPO_ROOT / "ansible"
-HELPER = "/usr/local/lib/helios/helios-deployctl"
-CURRENT_HELIOS = "/opt/helios/current/venv/bin/helios"
+#: The one description of the server layout (also read by the host helper and the Ansible roles).
+LAYOUT: dict[str, Any] = json.loads((Path(__file__).with_name("layout.json")).read_text())
+HELPER: str = LAYOUT["helper"]
+CURRENT_HELIOS = f"{LAYOUT['current_link']}/venv/bin/helios"
 PRODUCTION_NAMES = frozenset({"production", "prod"})
-SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "API_KEY", "ALERT_URLS")
-
-#: The deploy steps of issue 5, in order (what ``invoke deploy --check`` prints).
-DEPLOY_STEPS: tuple[str, ...] = (
-    "take the deploy lock (atomic; who/where/when/what/why)",
-    "verified backup: journal(s) via SQLite online backup, env file, release id, SHA256SUMS, row counts",
-    "upload: dependency wheelhouse only if the host lacks it, then the helios wheel",
-    "build the release virtualenv offline (pip --no-index)",
-    "helios check-config of the new release against /etc/helios/helios.env (old release still running)",
-    "stop the old service (SIGTERM; wait until its process and the state lock are gone)",
-    "switch /opt/helios/current atomically (symlink + rename)",
-    "start helios.service",
-    "health gate: /api/health ok, /api/mode/current = configured mode, heartbeat fresh, soak",
-    "prune releases (keep 5; never current, never last good, never backups)",
-    "audit line in /var/log/helios/audit.jsonl",
-    "release the deploy lock",
-)
-
-
-class OpsError(RuntimeError):
-    """An operator task cannot run; the message is one line naming what is wrong."""
-
-
-@dataclass(frozen=True)
-class Host:
-    """One inventory host, as SSH (Fabric) needs it."""
-
-    name: str
-    address: str
-    port: int = 22
-    user: str = "root"
-    key_file: str | None = None
-    api_port: int = 8100
-    become: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Inventories
-# ----------------------------------------------------------------------------------------------------------------
-def check_inventory_name(name: str) -> str:
-    """Inventory names are plain directory names under inventory/; production is never implied."""
-    if not name or "/" in name or name.startswith("."):
-        raise OpsError(f"invalid inventory name {name!r} (use a directory name under inventory/)")
-    return name
-
-
-def hosts_from_inventory(data: Mapping[str, Any], group_vars: Mapping[str, Any] | None = None) -> list[Host]:
-    """Hosts of a YAML inventory (``all`` with nested ``children``), group vars applied from the top down."""
-    found: dict[str, dict[str, Any]] = {}
-
-    def walk(node: Mapping[str, Any], inherited: Mapping[str, Any]) -> None:
-        merged = {**inherited, **(node.get("vars") or {})}
-        for name, hvars in (node.get("hosts") or {}).items():
-            found[name] = {**merged, **(found.get(name) or {}), **(hvars or {})}
-        for child in (node.get("children") or {}).values():
-            walk(child or {}, merged)
-
-    walk(data.get("all") or {}, dict(group_vars or {}))
-    hosts = []
-    for name, v in sorted(found.items()):
-        user = str(v.get("ansible_user", "root"))
-        hosts.append(
-            Host(
-                name=name,
-                address=str(v.get("ansible_host", name)),
-                port=int(v.get("ansible_port", 22)),
-                user=user,
-                key_file=v.get("ansible_ssh_private_key_file"),
-                api_port=int(v.get("helios_api_port", 8100)),
-                become=user != "root",
-            )
-        )
-    return hosts
+SECRET_MARKERS: tuple[str, ...] = tuple(LAYOUT["secret_markers"])
+FLOWS = ("deploy", "rollback", "mode", "restore", "backup", "estop", "resume")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -145,12 +79,12 @@ def playbook_env(result_file: Path, who: str) -> dict[str, str]:
 def deploy_vars(
     artifact: Mapping[str, Any] | None,
     reason: str,
-    run_id: str,
+    flow_id: str,
     soak: float | None = None,
     health_timeout: float | None = None,
     keep: int | None = None,
 ) -> dict[str, Any]:
-    values: dict[str, Any] = {"helios_reason": reason, "helios_run_id": run_id}
+    values: dict[str, Any] = {"helios_reason": reason, "helios_flow_id": flow_id}
     if artifact is not None:
         values["helios_release_artifact"] = dict(artifact)
     if soak is not None:
@@ -162,39 +96,47 @@ def deploy_vars(
     return values
 
 
-def deploy_plan(hosts: Sequence[Host], release: str, ref: str, inventory: str) -> str:
-    """What ``invoke deploy --check`` prints: hosts in order (one at a time) and the steps on each."""
-    lines = [
-        f"deploy plan for inventory {inventory!r}: release {release} (ref {ref}); hosts one at a time, "
-        "stop at the first failure",
-    ]
-    for i, host in enumerate(hosts, 1):
-        lines.append(f"  host {i}/{len(hosts)}: {host.name} ({host.user}@{host.address}:{host.port})")
-    lines.append("  on each host:")
-    lines += [f"    {n:>2}. {step}" for n, step in enumerate(DEPLOY_STEPS, 1)]
-    lines.append("  on failure after the switch: switch back, start the old release, confirm healthy, mark the new")
-    lines.append("  release bad, alert, show the unit's last journal lines, exit non-zero")
-    lines.append("  on failure before the switch: the old service keeps running; the half-built release is removed")
-    lines.append("(--check: nothing was changed)")
+def new_flow_id(now: datetime, token: str) -> str:
+    """The id of one flow run (also its upload directory and its host-side record): ``YYYYmmddTHHMMSSZ-<8 hex>``."""
+    flow_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{token}"
+    if not re.fullmatch(LAYOUT["flow_id_re"], flow_id):
+        raise OpsError(f"bad flow id {flow_id!r}")
+    return flow_id
+
+
+def deploy_plan_header(hosts: Sequence[Host], release: str, ref: str, inventory: str) -> str:
+    """The first lines of ``invoke deploy --check``; each host's helper then prints its own step list."""
+    lines = [f"deploy plan for inventory {inventory!r}: release {release} (ref {ref}); hosts one at a time, "
+             "stop at the first failure"]
+    lines += [f"  host {i}/{len(hosts)}: {h.name} ({h.user}@{h.address}:{h.port})" for i, h in enumerate(hosts, 1)]
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Single SSH commands (Fabric)
+# Single SSH commands (Fabric): the helper's flows and queries
 # ----------------------------------------------------------------------------------------------------------------
 def helper_command(*args: str, sudo: bool = False) -> str:
     cmd = shlex.join([HELPER, *args])
     return f"sudo -n {cmd}" if sudo else cmd
 
 
-def estop_command(reason: str, who: str, sudo: bool = False) -> str:
-    return helper_command("estop", "--reason", reason, "--who", who, sudo=sudo)
+def flow_command(flow: str, flow_id: str, who: str, why: str, args: Sequence[str], sudo: bool = False) -> str:
+    """Start one host-side flow (detached unit) and follow it. Operator strings are single argv items (quoted)."""
+    if flow not in FLOWS:
+        raise OpsError(f"unknown flow {flow!r}")
+    return helper_command("start", flow, "--flow-id", flow_id, f"--who={who}", f"--why={why}", "--", *args,
+                          sudo=sudo)
 
 
-def resume_command(reason: str, who: str, sudo: bool = False) -> str:
+def follow_command(flow_id: str | None, sudo: bool = False) -> str:
+    """Reattach to a flow (the newest one when no id is given)."""
+    return helper_command("follow", *([flow_id] if flow_id else []), sudo=sudo)
+
+
+def resume_args(reason: str) -> list[str]:
     if not reason.strip():
         raise OpsError("resume needs --reason (it is written to the journal and the audit log)")
-    return helper_command("resume", "--reason", reason, "--who", who, sudo=sudo)
+    return [f"--reason={reason}"]
 
 
 def status_command(sudo: bool = False) -> str:
@@ -209,12 +151,16 @@ def backups_command(sudo: bool = False) -> str:
     return helper_command("backups", sudo=sudo)
 
 
+def plan_command(flow: str, sudo: bool = False) -> str:
+    return helper_command("plan", flow, sudo=sudo)
+
+
 def lock_status_command(sudo: bool = False) -> str:
     return helper_command("lock", "status", sudo=sudo)
 
 
 def lock_break_command(who: str, why: str, sudo: bool = False) -> str:
-    return helper_command("lock", "release", "--force", "--who", who, "--why", why, sudo=sudo)
+    return helper_command("lock", "break", f"--who={who}", f"--why={why}", sudo=sudo)
 
 
 def audit_command(sudo: bool = False) -> str:
@@ -277,10 +223,12 @@ def render_status(host: Host, data: Mapping[str, Any]) -> str:
     pnl: Mapping[str, Any] = svc.get("pnl") or {}
     positions = svc.get("positions") or []
     health = "ok" if svc.get("healthy") else f"UNHEALTHY {data.get('service_error') or ''}".strip()
-    last = data.get("last_deploy") or {}
+    last: Mapping[str, Any] = data.get("last_flow") or {}
     last_txt = (
-        f"{last.get('event')} {last.get('result')} {last.get('release')} at {last.get('at')} by {last.get('who')}"
+        f"{last.get('flow')} {last.get('flow_id')} {str(last.get('state', '?')).upper()}: {last.get('message') or ''}"
+        f" (by {last.get('who')}; reattach: invoke flow --id {last.get('flow_id')})"
     )
+    lock: Mapping[str, Any] = data.get("lock") or {}
     lines = [
         f"{host.name}",
         f"  release         {data.get('release')}"
@@ -292,9 +240,11 @@ def render_status(host: Host, data: Mapping[str, Any]) -> str:
         f"  open positions  {len(positions)}"
         + "".join(f"\n                  {p.get('pair')} {p.get('quantity')}" for p in positions),
         f"  open orders     {svc.get('open_orders', '-')}",
-        f"  deploy lock     {data.get('lock') or 'free'}",
-        f"  last deploy     {last_txt if last else '-'}",
+        f"  deploy lock     {lock.get('message') if lock.get('held') else 'free'}",
+        f"  last flow       {last_txt if last else '-'}",
     ]
+    if data.get("host_now"):
+        lines.append(f"  {host_now_line(data['host_now'])}")
     url = service_url(host)
     lines.append(f"  url             {url}" if url else f"  url             via SSH tunnel: {tunnel_hint(host)}")
     return "\n".join(lines)

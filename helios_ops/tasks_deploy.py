@@ -1,8 +1,10 @@
 """Invoke tasks for releases, modes, backups, locks and the emergency stop (added to the collection in tasks.py).
 
-State changes run the Ansible playbooks under ansible/ (their twins for direct ``ansible-playbook`` use); Fabric is
-used only for single fast calls (emergency stop, resume, status, logs, listings, lock status/break). Every task
-takes ``--inventory NAME`` (default ``sandbox``; production must be named). A failure exits non-zero with one line.
+Every state change is ONE flow of the host helper (helios_ops/deployctl.py), run on the host as a detached unit:
+the deploy through ansible/deploy.yml (upload, then the flow), every other flow with one SSH call (Fabric). If the
+link drops, the task reattaches to the flow and prints its real outcome; ``invoke flow`` reattaches by hand. Every
+task takes ``--inventory NAME`` (default ``sandbox``; production must be named). A failure exits non-zero with one
+line that ends with what the host runs now.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -20,15 +22,17 @@ from invoke.tasks import task
 
 from helios_ops import artifact as artifact_mod
 from helios_ops import commands as cmd
-from helios_ops import deploy as ex
+from helios_ops import runner as ex
+from helios_ops.deployctl import host_now_line
+from helios_ops.inventory import REPO_ROOT, Host, OpsError, inventory_hosts
 
 INV_HELP = "inventory name under inventory/ (default sandbox; production must be named explicitly)"
 
 
-def _hosts(inventory: str, limit: str | None = None) -> list[cmd.Host]:
+def _hosts(inventory: str, limit: str | None = None) -> list[Host]:
     try:
-        hosts = ex.inventory_hosts(inventory)
-    except cmd.OpsError as exc:
+        hosts = inventory_hosts(inventory)
+    except OpsError as exc:
         raise Exit(f"inventory {inventory!r}: {exc}", code=1) from None
     if limit:
         wanted = set(limit.split(","))
@@ -38,14 +42,29 @@ def _hosts(inventory: str, limit: str | None = None) -> list[cmd.Host]:
     return hosts
 
 
-def _playbook(what: str, playbook: str, inventory: str, extra: dict[str, Any], limit: str | None) -> ex.PlaybookResult:
-    try:
-        result = ex.run_playbook(playbook, inventory, extra, limit)
-    except cmd.OpsError as exc:
-        raise Exit(f"{what} failed: {exc}", code=1) from None
-    if not result.ok:
-        raise Exit(result.failure_line(what), code=1)
-    return result
+def _report(what: str, results: Sequence[ex.FlowResult]) -> None:
+    """Print each host's final line (what the host runs now); exit non-zero when any flow did not succeed."""
+    for res in results:
+        tail = res.data.get("detail", {}).get("journal_tail") or []
+        if tail:
+            print(f"{res.host}: the failing service's last journal lines:")
+            print("\n".join(f"  {line}" for line in tail))
+        print(res.line)
+    bad = [r.host for r in results if r.code != 0]
+    if bad:
+        raise Exit(f"{what} did not succeed on {', '.join(bad)} (see the line above for what each host runs now)",
+                   code=1)
+
+
+def _flow_each(what: str, inventory: str, limit: str | None, flow: str, args: list[str], reason: str) -> None:
+    """One flow on each host in turn, stopping at the first failure."""
+    results = []
+    for host in _hosts(inventory, limit):
+        res = ex.run_flow(host, flow, args, cmd.actor(), reason or what)
+        results.append(res)
+        if res.code != 0:
+            break
+    _report(what, results)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -74,9 +93,10 @@ def deploy(
     soak: float | None = None,
     health_timeout: float | None = None,
 ) -> None:
-    """Build a release and deploy it host by host: lock, backup, upload, venv, check, switch, health gate."""
+    """Build a release and deploy it host by host: upload, then the host's deploy flow (lock, backup, install, check,
+    switch with new entries blocked, gate, promote, prune, audit)."""
     hosts = _hosts(inventory, limit)
-    repo = Path(source).resolve() if source else cmd.REPO_ROOT
+    repo = Path(source).resolve() if source else REPO_ROOT
     if check:
         try:
             sha = artifact_mod.resolve_sha(ref, repo)
@@ -89,22 +109,37 @@ def deploy(
                 "commit them or pass --allow-dirty",
                 code=1,
             )
-        print(cmd.deploy_plan(hosts, f"<build time>-{sha[:7]}" + (" (dirty)" if dirty else ""), ref, inventory))
-        print("current state (read-only):")
-        for res in ex.ssh_all(hosts, lambda h: cmd.helper_command("status", sudo=h.become), timeout=30):
-            data = res.json()
-            state = (
-                f"current {data.get('release')}, unit {data.get('unit')}, lock {data.get('lock') or 'free'}"
-                if data
-                else f"no answer ({ex.first_error(res)})"
-            )
-            print(f"  {res.host}: {state}")
+        print(cmd.deploy_plan_header(hosts, f"<build time>-{sha[:7]}" + (" (dirty)" if dirty else ""), ref, inventory))
+        for res in ex.ssh_all(hosts, lambda h: cmd.plan_command("deploy", sudo=h.become), timeout=30):
+            print(f"  on {res.host} (helios-deployctl plan deploy):")
+            print("\n".join(f"    {line}" for line in res.json().get("steps", [ex.first_error(res)])))
+        for res in ex.ssh_all(hosts, lambda h: cmd.status_command(sudo=h.become), timeout=30):
+            now = res.json().get("host_now")
+            print(f"  {res.host}: {host_now_line(now) if now else 'no answer (' + ex.first_error(res) + ')'}")
+        print("(--check: nothing was changed)")
         return
-    extra = cmd.deploy_vars(None, reason or f"deploy {ref}", ex.new_run_id(), soak=soak, health_timeout=health_timeout)
+    flow_id = ex.new_flow_id()
+    extra = cmd.deploy_vars(None, reason or f"deploy {ref}", flow_id, soak=soak, health_timeout=health_timeout)
     extra.update(
         helios_release_ref_override=ref, helios_release_source=str(repo), helios_release_allow_dirty=allow_dirty
     )
-    _playbook("deploy", "deploy.yml", inventory, extra, limit)
+    try:
+        played = ex.run_playbook("deploy.yml", inventory, extra, limit)
+    except OpsError as exc:
+        raise Exit(f"deploy failed: {exc}", code=1) from None
+    # The playbook's last word may be a dropped link: each host's flow record is the truth. Hosts the serial play
+    # never reached have no flow.
+    results: list[ex.FlowResult] = []
+    for host in hosts:
+        followed = ex.follow_flow(host, flow_id, attempts=1 if played.ok else 30)
+        if "no flow record" in str(followed.data.get("error", "")):
+            if results:
+                print(f"{host.name}: not deployed (the deploy stopped at an earlier host)")
+                continue
+            results.append(ex.FlowResult(host.name, 1, {"error": played.failure_line("deploy")}, 0))
+            break
+        results.append(followed)
+    _report("deploy", results)
 
 
 @task(
@@ -125,15 +160,9 @@ def rollback(
     limit: str | None = None,
     reason: str = "",
 ) -> None:
-    """Roll back to the previous good release (bad ones skipped) or a named one; health-gated and audited."""
-    _hosts(inventory, limit)
-    extra = {
-        "helios_rollback_to": to,
-        "helios_restore_backup": restore_backup,
-        "helios_run_id": ex.new_run_id(),
-        "helios_reason": reason or "rollback",
-    }
-    _playbook("rollback", "rollback.yml", inventory, extra, limit)
+    """Roll back to the previous good release (bad ones skipped) or a named one; gated, promoted and audited."""
+    args = (["--to", to] if to else []) + (["--restore-backup", restore_backup] if restore_backup else [])
+    _flow_each("rollback", inventory, limit, "rollback", args, reason or "rollback")
 
 
 @task(help={"inventory": INV_HELP, "json_": "print JSON"})
@@ -157,10 +186,8 @@ def releases(c: Context, inventory: str = "sandbox", json_: bool = False) -> Non
 
 @task(name="to-paper", help={"inventory": INV_HELP, "limit": "only these hosts (comma-separated)"})
 def to_paper(c: Context, inventory: str = "sandbox", limit: str | None = None) -> None:
-    """Back to PAPER: emergency stop first if LIVE, change only the two mode keys, restart, verify, list positions."""
-    _hosts(inventory, limit)
-    extra = {"helios_mode": "PAPER", "helios_run_id": ex.new_run_id(), "helios_reason": "to-paper"}
-    _playbook("to-paper", "mode.yml", inventory, extra, limit)
+    """Back to PAPER: emergency stop first if LIVE, change only the two mode keys, restart, verify."""
+    _flow_each("to-paper", inventory, limit, "mode", ["--mode", "PAPER"], "to-paper")
 
 
 @task(
@@ -178,30 +205,25 @@ def to_live(c: Context, inventory: str = "sandbox", host: str | None = None, con
         raise Exit(
             f"to-live switches one host at a time: pass --host (one of {', '.join(h.name for h in hosts)})", code=1
         )
-    target = hosts[0].name
-    run_id = ex.new_run_id()
+    target = hosts[0]
+    who = cmd.actor()
     if confirm is None:
-        _playbook(
-            "to-live preflight",
-            "mode.yml",
-            inventory,
-            {
-                "helios_mode": "LIVE",
-                "helios_mode_preflight": True,
-                "helios_run_id": run_id,
-                "helios_reason": "to-live preflight",
-            },
-            target,
-        )
+        pre = ex.run_flow(target, "mode", ["--mode", "LIVE", "--preflight"], who, "to-live preflight")
+        detail = pre.data.get("detail", {})
+        print("\n".join(["audit:", *detail.get("audit", []), "env change:", *detail.get("diff", [])]))
+        if pre.code != 0:
+            _report("to-live preflight", [pre])
         if not sys.stdin.isatty():
             raise Exit("to-live refused: no terminal to confirm on; pass --confirm HOSTNAME", code=1)
-        confirm = input(f"Type the host name ({target}) to switch it to LIVE trading: ").strip()
-    if confirm != target:
+        confirm = input(f"Type the host name ({target.name}) to switch it to LIVE trading: ").strip()
+    if confirm != target.name:
         raise Exit(
-            f"to-live refused: confirmation {confirm!r} does not match host {target!r}; nothing was changed", code=1
+            f"to-live refused: confirmation {confirm!r} does not match host {target.name!r}; nothing was changed",
+            code=1,
         )
-    extra = {"helios_mode": "LIVE", "helios_confirm": confirm, "helios_run_id": run_id, "helios_reason": "to-live"}
-    _playbook("to-live", "mode.yml", inventory, extra, target)
+    res = ex.run_flow(target, "mode", ["--mode", "LIVE", "--confirmed"], who, "to-live")
+    print("\n".join(["env change:", *res.data.get("detail", {}).get("diff", [])]))
+    _report("to-live", [res])
 
 
 @task(name="emergency-stop", help={"inventory": INV_HELP, "reason": "why (journal and audit log)"})
@@ -209,17 +231,15 @@ def emergency_stop(c: Context, inventory: str = "sandbox", reason: str = "emerge
     """HALT every host at once: local API, else --direct to the exchange + stop the unit. Never waits for locks."""
     started = time.monotonic()
     hosts = _hosts(inventory)
-    who = cmd.actor()
-    results = ex.ssh_all(hosts, lambda h: cmd.estop_command(reason, who, sudo=h.become), timeout=90)
+    results = ex.run_flow_all(hosts, "estop", [f"--reason={reason}"], cmd.actor(), reason)
     elapsed = time.monotonic() - started
     bad = []
     for res in results:
-        data = res.json()
-        if res.rc != 255 and data:
-            print(cmd.render_estop(res.host, data))
-        else:
-            print(f"{res.host}: EMERGENCY STOP FAILED: {ex.first_error(res)}")
-        if not data.get("zero_open_orders_confirmed"):
+        detail = res.data.get("detail", {})
+        print(cmd.render_estop(res.host, {**detail, "ok": res.code == 0, "error": res.data.get("error")})
+              if detail else res.line)
+        print(f"  {res.line}")
+        if not detail.get("zero_open_orders_confirmed"):
             bad.append(res.host)
     print(f"emergency stop done in {elapsed:.2f}s on {len(hosts)} host(s)")
     if bad:
@@ -232,22 +252,11 @@ def emergency_stop(c: Context, inventory: str = "sandbox", reason: str = "emerge
 @task(help={"inventory": INV_HELP, "reason": "why (required; journal and audit log)"})
 def resume(c: Context, reason: str, inventory: str = "sandbox") -> None:
     """Lift HALTED/REDUCING back to ACTIVE on every host (authenticated, audited)."""
-    hosts = _hosts(inventory)
-    who = cmd.actor()
     try:
-        results = ex.ssh_all(hosts, lambda h: cmd.resume_command(reason, who, sudo=h.become))
-    except cmd.OpsError as exc:
+        args = cmd.resume_args(reason)
+    except OpsError as exc:
         raise Exit(f"resume refused: {exc}", code=1) from None
-    bad = []
-    for res in results:
-        data = res.json()
-        if res.rc == 0:
-            print(f"{res.host}: {data.get('previous')} -> {data.get('trading_state')} (via {data.get('path')})")
-        else:
-            bad.append(res.host)
-            print(f"{res.host}: resume FAILED: {ex.first_error(res)}")
-    if bad:
-        raise Exit(f"resume failed on {', '.join(bad)}", code=1)
+    _report("resume", ex.run_flow_all(_hosts(inventory), "resume", args, cmd.actor(), reason))
 
 
 @task(help={"inventory": INV_HELP, "json_": "print JSON"})
@@ -296,8 +305,7 @@ def logs(
 @task(help={"inventory": INV_HELP, "keep": "backups to keep (retention)", "limit": "only these hosts"})
 def backup(c: Context, inventory: str = "sandbox", keep: int = 72, limit: str | None = None) -> None:
     """Verified backup: journals (SQLite online backup), env file, release id, checksums, row counts."""
-    _hosts(inventory, limit)
-    _playbook("backup", "backup.yml", inventory, {"helios_release_backup_keep": keep}, limit)
+    _flow_each("backup", inventory, limit, "backup", ["--keep", str(keep)], "backup")
 
 
 @task(help={"inventory": INV_HELP, "json_": "print JSON"})
@@ -320,10 +328,9 @@ def backups(c: Context, inventory: str = "sandbox", json_: bool = False) -> None
 
 @task(help={"inventory": INV_HELP, "backup": "backup timestamp (see invoke backups)", "limit": "only these hosts"})
 def restore(c: Context, backup: str, inventory: str = "sandbox", limit: str | None = None) -> None:
-    """Stop helios, restore journal and env from a backup (verified), restart, health gate. Audited."""
-    _hosts(inventory, limit)
-    extra = {"helios_restore_backup": backup, "helios_run_id": ex.new_run_id(), "helios_reason": f"restore {backup}"}
-    _playbook("restore", "restore.yml", inventory, extra, limit)
+    """Restore journal and env from a verified backup; the trading state never changes; a failure puts the host
+    back as it was. Audited."""
+    _flow_each("restore", inventory, limit, "restore", ["--backup", backup], f"restore {backup}")
 
 
 @task(name="audit", help={"inventory": INV_HELP})
@@ -336,6 +343,22 @@ def audit_(c: Context, inventory: str = "sandbox") -> None:
             bad.append(res.host)
     if bad:
         raise Exit(f"audit failed on {', '.join(bad)}", code=1)
+
+
+@task(
+    name="flow",
+    help={"inventory": INV_HELP, "id": "flow id (default: each host's latest flow)", "limit": "only these hosts"},
+)
+def flow(c: Context, inventory: str = "sandbox", id: str | None = None, limit: str | None = None) -> None:
+    """Reattach to a flow (after a dropped link or a killed command): its steps, its real outcome, what runs now."""
+    results = []
+    for host in _hosts(inventory, limit):
+        if id:
+            results.append(ex.follow_flow(host, id))
+            continue
+        res = ex.ssh_run(host, cmd.follow_command(None, sudo=host.become), timeout=900)
+        results.append(ex.FlowResult(host.name, res.rc, res.json() or {"error": ex.first_error(res)}, 1))
+    _report("flow", results)
 
 
 @task(name="status", help={"inventory": INV_HELP})
@@ -407,6 +430,7 @@ def register(ns: Collection) -> None:
     """Add the deploy tasks and the ``lock`` namespace to the root collection."""
     for t in (
         deploy,
+        flow,
         rollback,
         releases,
         to_paper,

@@ -1,7 +1,9 @@
 """Fixtures for the deploy tests: one real systemd-nspawn host (sandbox group ``deploytest``, ssh 2421, api 8301),
 provisioned with ansible/provision.yml, plus the VALR exchange double on 127.0.0.1:8390 for the LIVE scenarios.
 
-The host is shared by the whole module (scenarios run in file order and leave it healthy). Throughout, a sampler
+The host is shared by the whole session
+(test_deploy_sandbox.py, then test_flow_faults.py; scenarios run in file order and leave it healthy).
+Throughout, a sampler
 counts ``helios run`` processes on the host every 100 ms, and every operator command's output is kept so the last
 test can check that no secret ever appeared in it.
 """
@@ -238,7 +240,7 @@ def _up(box: Any) -> None:
         box.up(1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def host() -> Iterator[Host]:
     if os.geteuid() != 0 or shutil.which("systemd-nspawn") is None:
         pytest.skip("needs root and systemd-nspawn")

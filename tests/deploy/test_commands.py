@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from helios_ops import artifact
+from helios_ops import artifact, deployctl
 from helios_ops import commands as cmd
+from helios_ops import inventory as inv
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _helper() -> ModuleType:
-    path = REPO / "ansible" / "roles" / "helios_release" / "files" / "helios-deployctl"
-    loader = importlib.machinery.SourceFileLoader("helios_deployctl", str(path))
-    spec = importlib.util.spec_from_loader("helios_deployctl", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-ctl = _helper()
+ctl = deployctl
 
 ENV = (
     "# Ansible managed\n"
@@ -82,30 +70,16 @@ def test_pick_previous_skips_bad_and_newer() -> None:
 
 def test_prune_plan_keeps_current_last_good_and_newest() -> None:
     rs = [f"2026010{i}T000000Z-aaaaaaa" for i in range(1, 9)]
-    remove = ctl.prune_plan(rs, 5, current=rs[0], last_good=rs[1])
+    remove = ctl.prune_plan(rs, 5, current=rs[0], last_good=rs[1], bad=set())
     assert rs[0] not in remove and rs[1] not in remove
     assert remove == rs[2:3]  # 8 releases, newest 5 kept + current + last good
-    assert ctl.prune_plan(rs, 5, current=rs[-1], last_good=rs[-1]) == rs[:3]
+    assert ctl.prune_plan(rs, 5, current=rs[-1], last_good=rs[-1], bad=set()) == rs[:3]
 
 
 def test_backups_to_remove_only_timestamp_dirs() -> None:
     names = ["20260101T000000Z", "20260102T000000Z", "20260103T000000Z", ".x.partial", "notes"]
     assert ctl.backups_to_remove(names, 2) == ["20260101T000000Z"]
     assert ctl.backups_to_remove(names, 5) == []
-
-
-def test_lock_message_names_owner_and_staleness() -> None:
-    owner = {
-        "who": "ana@laptop",
-        "where": "laptop",
-        "at": "2026-01-01T00:00:00Z",
-        "what": "deploy X",
-        "why": "fix",
-        "epoch": 1000.0,
-    }
-    fresh = ctl.lock_message(owner, 1060.0)
-    assert "ana@laptop" in fresh and "deploy X" in fresh and "STALE" not in fresh
-    assert "STALE" in ctl.lock_message(owner, 1000.0 + 3 * 3600) and "--force" in ctl.lock_message(owner, 99999.0)
 
 
 def test_hosts_from_inventory_applies_group_vars() -> None:
@@ -122,7 +96,7 @@ def test_hosts_from_inventory_applies_group_vars() -> None:
             }
         }
     }
-    hosts = cmd.hosts_from_inventory(data, {"ansible_ssh_private_key_file": "/k"})
+    hosts = inv.hosts_from_inventory(data, {"ansible_ssh_private_key_file": "/k"})
     assert [(h.name, h.port, h.user, h.become, h.key_file, h.api_port) for h in hosts] == [
         ("h1", 2421, "root", False, "/k", 8301),
         ("h2", 2422, "deploy", True, "/k", 8100),
@@ -145,28 +119,30 @@ def test_playbook_argv_and_env() -> None:
 
 
 def test_ssh_commands_are_quoted_and_sudo_aware() -> None:
-    assert cmd.estop_command("runaway; rm -rf /", "me") == (
-        "/usr/local/lib/helios/helios-deployctl estop --reason 'runaway; rm -rf /' --who me"
+    line = cmd.flow_command("estop", "20260101T000000Z-0123abcd", "me", "runaway; rm -rf /", ["--reason=x; rm -rf /"])
+    assert line == (
+        "/usr/local/lib/helios/helios-deployctl start estop --flow-id 20260101T000000Z-0123abcd --who=me "
+        "'--why=runaway; rm -rf /' -- '--reason=x; rm -rf /'"
     )
     assert cmd.status_command(sudo=True).startswith("sudo -n /usr/local/lib/helios/helios-deployctl status")
+    assert cmd.follow_command("x").endswith("follow x") and cmd.follow_command(None).endswith("follow")
     assert cmd.logs_command(50, follow=True).endswith("-n 50 --no-pager -o short-iso -f")
-    with pytest.raises(cmd.OpsError):
-        cmd.resume_command("  ", "me")
-    with pytest.raises(cmd.OpsError):
-        cmd.check_inventory_name("../production")
+    with pytest.raises(inv.OpsError):
+        cmd.resume_args("  ")
+    with pytest.raises(inv.OpsError):
+        cmd.flow_command("rm", "20260101T000000Z-0123abcd", "me", "", [])
+    with pytest.raises(inv.OpsError):
+        inv.check_inventory_name("../production")
 
 
-def test_deploy_plan_lists_steps_in_order() -> None:
-    hosts = [cmd.Host("a", "10.0.0.1"), cmd.Host("b", "10.0.0.2")]
-    plan = cmd.deploy_plan(hosts, "20260101T000000Z-abcdef1", "HEAD", "production")
-    assert "host 1/2: a" in plan and "host 2/2: b" in plan
-    positions = [plan.index(step) for step in cmd.DEPLOY_STEPS]
-    assert positions == sorted(positions)
-    assert "nothing was changed" in plan
+def test_deploy_plan_header_lists_hosts_in_order() -> None:
+    hosts = [inv.Host("a", "10.0.0.1"), inv.Host("b", "10.0.0.2")]
+    plan = cmd.deploy_plan_header(hosts, "20260101T000000Z-abcdef1", "HEAD", "production")
+    assert plan.index("host 1/2: a") < plan.index("host 2/2: b")
 
 
 def test_status_render_and_tunnel_hint() -> None:
-    remote = cmd.Host("vps", "203.0.113.10", 22, "deploy", "/k", 8100, True)
+    remote = inv.Host("vps", "203.0.113.10", 22, "deploy", "/k", 8100, True)
     assert cmd.service_url(remote) is None
     assert "ssh -N -L 8100:127.0.0.1:8100 -i /k -p 22 deploy@203.0.113.10" in cmd.tunnel_hint(remote)
     text = cmd.render_status(
@@ -182,7 +158,7 @@ def test_status_render_and_tunnel_hint() -> None:
                 "positions": [{"pair": "BTCZAR", "quantity": "0.1"}],
                 "open_orders": 0,
             },
-            "lock": None,
+            "lock": {"held": False},
         },
     )
     assert "HALTED" in text and "BTCZAR 0.1" in text and "via SSH tunnel" in text

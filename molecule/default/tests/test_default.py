@@ -41,6 +41,10 @@ def test_current_release(host: Any) -> None:
     assert {"version", "git_sha", "schema_version", "built_at", "deployed_by"} <= manifest.keys()
     assert host.file(f"{target}/venv/bin/helios").is_file
     assert host.file(target).user == "root"
+    # the first release is promoted (new entries allowed) and is the last good one
+    assert host.file("/opt/helios/promoted").content_string.strip() == target.rsplit("/", 1)[1]
+    assert host.file("/opt/helios/last-good").content_string.strip() == target.rsplit("/", 1)[1]
+    assert host.file("/usr/local/lib/helios/layout.json").is_file
 
 
 def test_env_file_is_root_only(host: Any) -> None:

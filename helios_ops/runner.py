@@ -1,5 +1,7 @@
-"""Thin executor for the operator tasks: runs ansible-playbook (state changes) and single SSH calls with Fabric
-(emergency stop, status, logs, read-only listings). The commands come from ``helios_ops.commands``.
+"""The one runner of the operator tasks: ansible-playbook (deploy: upload + flow; provisioning) and single SSH calls
+with Fabric (every other flow, queries). The commands come from ``helios_ops.commands``, the hosts from
+``helios_ops.inventory``. ``run_flow`` starts a host-side flow and, when the link drops, reattaches until it knows
+the flow's real outcome.
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from helios_ops import commands as cmd
 from helios_ops import provision as provision_mod
-
-INVENTORY_ROOT = cmd.REPO_ROOT / "inventory"
+from helios_ops.inventory import REPO_ROOT, Host, OpsError, inventory_path
 
 
 @dataclass
@@ -67,44 +67,6 @@ class SshResult:
         return data if isinstance(data, dict) else {}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-def inventory_path(name: str) -> Path:
-    cmd.check_inventory_name(name)
-    try:
-        return provision_mod.inventory_dir(name, INVENTORY_ROOT)
-    except provision_mod.ProvisionError as exc:
-        raise cmd.OpsError(str(exc)) from None
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    with path.open("rb") as handle:
-        if handle.read(14) == b"$ANSIBLE_VAULT":
-            return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    return data if isinstance(data, dict) else {}
-
-
-def inventory_hosts(name: str) -> list[cmd.Host]:
-    """Hosts of inventory/<name> (hosts.yml + group_vars/all), for the Fabric calls."""
-    path = inventory_path(name)
-    hosts_file = next((p for p in (path / "hosts.yml", path / "hosts.yaml") if p.is_file()), None)
-    if hosts_file is None:
-        raise cmd.OpsError(f"inventory {name!r} has no hosts.yml")
-    group_vars: dict[str, Any] = {}
-    gv = path / "group_vars" / "all"
-    files = (
-        sorted(gv.glob("*.yml"))
-        if gv.is_dir()
-        else ([gv.with_suffix(".yml")] if gv.with_suffix(".yml").is_file() else [])
-    )
-    for file in files:
-        group_vars.update(_load_yaml(file))
-    hosts = cmd.hosts_from_inventory(_load_yaml(hosts_file), group_vars)
-    if not hosts:
-        raise cmd.OpsError(f"inventory {name!r} lists no hosts")
-    return hosts
-
-
 def run_playbook(
     playbook: str,
     inventory: str,
@@ -118,7 +80,7 @@ def run_playbook(
     if provision_mod.needs_vault(path):
         vault_file = provision_mod.vault_password_file()
         if vault_file is None:
-            raise cmd.OpsError(
+            raise OpsError(
                 f"inventory {inventory!r} has vault-encrypted files: set {provision_mod.VAULT_PASSWORD_ENV}"
             )
     binary = str(Path(sys.executable).parent / "ansible-playbook")
@@ -129,7 +91,7 @@ def run_playbook(
         env = {**os.environ, **cmd.playbook_env(result_file, cmd.actor())}
         started = time.monotonic()
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cmd.REPO_ROOT
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT
         )
         lines: list[str] = []
         assert proc.stdout is not None
@@ -143,12 +105,14 @@ def run_playbook(
     return PlaybookResult(rc=rc, seconds=round(time.monotonic() - started, 3), hosts=hosts, output="".join(lines))
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex
+def new_flow_id() -> str:
+    return cmd.new_flow_id(datetime.now(UTC), uuid.uuid4().hex[:8])
 
 
 # ----------------------------------------------------------------------------------------------------------------
-def ssh_run(host: cmd.Host, command: str, timeout: float = 60, pty: bool = False, stream: bool = False) -> SshResult:
+def ssh_run(
+    host: Host, command: str, timeout: float = 60, pty: bool = False, stream: bool = False, show_stdout: bool = True
+) -> SshResult:
     """One command on one host over SSH (Fabric / paramiko)."""
     from fabric import Config, Connection
 
@@ -161,7 +125,8 @@ def ssh_run(host: cmd.Host, command: str, timeout: float = 60, pty: bool = False
         host=host.address, user=host.user, port=host.port, connect_kwargs=connect, connect_timeout=10, config=config
     )
     try:
-        result = conn.run(command, hide=not stream, warn=True, pty=pty, timeout=timeout, in_stream=False)
+        hide: bool | str = (not stream) or ("out" if not show_stdout else False)
+        result = conn.run(command, hide=hide, warn=True, pty=pty, timeout=timeout, in_stream=False)
         return SshResult(
             host.name, int(result.exited), result.stdout, result.stderr, round(time.monotonic() - started, 3)
         )
@@ -177,7 +142,7 @@ def ssh_run(host: cmd.Host, command: str, timeout: float = 60, pty: bool = False
         conn.close()
 
 
-def ssh_all(hosts: Sequence[cmd.Host], build: Callable[[cmd.Host], str], timeout: float = 60) -> list[SshResult]:
+def ssh_all(hosts: Sequence[Host], build: Callable[[Host], str], timeout: float = 60) -> list[SshResult]:
     """The same kind of command on every host at once (emergency stop, status)."""
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         futures = [pool.submit(ssh_run, h, build(h), timeout) for h in hosts]
@@ -190,3 +155,53 @@ def first_error(result: SshResult) -> str:
         return str(data["error"])
     lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
     return lines[-1] if lines else f"exit {result.rc}"
+
+
+@dataclass
+class FlowResult:
+    """A flow's outcome as the host reported it (``line`` says what the host runs now)."""
+
+    host: str
+    code: int
+    data: dict[str, Any]
+    reattached: int
+
+    @property
+    def line(self) -> str:
+        return f"{self.host}: {self.data.get('line') or self.data.get('error') or 'no answer from the host'}"
+
+
+def follow_flow(host: Host, flow_id: str, attempts: int = 30) -> FlowResult:
+    """Reattach to a flow until its outcome is known (each try is a fresh SSH connection)."""
+    last = SshResult(host.name, 255, "", "not tried", 0.0)
+    for attempt in range(1, attempts + 1):
+        last = ssh_run(host, cmd.follow_command(flow_id, sudo=host.become), timeout=900)
+        data = last.json()
+        if last.rc != 255 and data:
+            return FlowResult(host.name, last.rc, data, attempt)
+        time.sleep(min(2.0, 0.2 * attempt))
+    return FlowResult(host.name, 255, {"error": f"cannot reach the host to learn the outcome of flow {flow_id}: "
+                                                f"{first_error(last)}; run `invoke flow --id {flow_id}`"}, attempts)
+
+
+def run_flow(host: Host, flow: str, args: Sequence[str], who: str, why: str, flow_id: str | None = None,
+             stream: bool = True) -> FlowResult:
+    """Start one flow on the host and follow it; a dropped link is followed by a reattach, never by a guess."""
+    flow_id = flow_id or new_flow_id()
+    res = ssh_run(host, cmd.flow_command(flow, flow_id, who, why, args, sudo=host.become), timeout=900,
+                  stream=stream, show_stdout=False)
+    data = res.json()
+    if res.rc != 255 and data.get("flow_id") == flow_id:
+        return FlowResult(host.name, res.rc, data, 0)
+    if res.rc != 255 and data.get("error"):  # refused before a flow existed (bad input)
+        return FlowResult(host.name, res.rc, data, 0)
+    print(f"{host.name}: lost the link to flow {flow_id} ({first_error(res)}); reattaching", flush=True)
+    return follow_flow(host, flow_id)
+
+
+def run_flow_all(hosts: Sequence[Host], flow: str, args: Sequence[str], who: str, why: str) -> list[FlowResult]:
+    """The same flow on every host at once (emergency stop, resume)."""
+    flow_id = new_flow_id()
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        futures = [pool.submit(run_flow, h, flow, args, who, why, flow_id, False) for h in hosts]
+        return [f.result() for f in futures]

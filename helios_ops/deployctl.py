@@ -1,0 +1,1787 @@
+#!/usr/bin/python3
+"""helios-deployctl: the host side of every Helios ops flow. Standard library only.
+
+Installed by ansible/roles/helios_release as ``/usr/local/lib/helios/helios-deployctl`` (root, 0755) with
+``layout.json`` (the one description of the server layout) beside it.
+
+Each state-changing flow -- deploy, rollback, mode, restore, backup, estop, resume -- is ONE function below
+(``flow_<name>``), listed in the ``FLOWS`` dispatch table. ``helios-deployctl start FLOW ...`` writes a flow record
+and runs the flow as a transient systemd unit (``helios-flow-<id>``), detached from the SSH session that asked for
+it; then it follows the record and prints the outcome. The flow process takes the deploy lock, runs every step,
+writes exactly one audit line and releases the lock whatever happens. If the operator's command dies or its link
+drops, the flow carries on; ``helios-deployctl follow [ID]`` (``invoke flow``, ``invoke status``) reattaches and
+prints its real outcome. Every final line ends with what the host runs now (release, mode, trading state).
+
+A switch is provisional until its gate passes: a new release starts with new entries blocked (``promoted_file``
+names another release; helios/promotion.py) until the flow promotes it. ``boot-check`` (ExecStartPre of
+helios.service) puts the last good release back when the host restarted in the middle of a gate.
+
+Output: one JSON object on stdout; step lines for humans on stderr.
+Exit codes: 0 ok · 1 failed · 3 failed after the switch and rolled back · 4 the lock is held · 5 refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_LOCKED, EXIT_REFUSED = 0, 1, 3, 4, 5
+TS_FORMAT = "%Y%m%dT%H%M%SZ"
+FINAL_STATES = frozenset({"ok", "failed", "rolled_back", "rollback_failed", "refused", "locked", "interrupted"})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout (layout.json: one source for Python and Ansible)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    helper: Path
+    base_dir: Path
+    releases_dir: Path
+    incoming_dir: Path
+    wheelhouse_dir: Path
+    current_link: Path
+    last_good_file: Path
+    promoted_file: Path
+    env_file: Path
+    alert_hook: Path
+    state_dir: Path
+    backup_dir: Path
+    log_dir: Path
+    audit_log: Path
+    lock_file: Path
+    flow_dir: Path
+    pause_file: Path
+    unit: str
+    flow_unit_prefix: str
+    keep_releases: int
+    keep_backups: int
+    keep_flows: int
+    release_id_re: re.Pattern[str]
+    backup_id_re: re.Pattern[str]
+    flow_id_re: re.Pattern[str]
+    secret_markers: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Layout:
+        paths = {
+            name: Path(str(data[name]))
+            for name, kind in cls.__annotations__.items()
+            if kind == "Path"
+        }
+        return cls(
+            **paths,
+            unit=str(data["unit"]),
+            flow_unit_prefix=str(data["flow_unit_prefix"]),
+            keep_releases=int(data["keep_releases"]),
+            keep_backups=int(data["keep_backups"]),
+            keep_flows=int(data["keep_flows"]),
+            release_id_re=re.compile(str(data["release_id_re"])),
+            backup_id_re=re.compile(str(data["backup_id_re"])),
+            flow_id_re=re.compile(str(data["flow_id_re"])),
+            secret_markers=tuple(str(m) for m in data["secret_markers"]),
+        )
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Layout:
+        where = path or Path(os.environ.get("HELIOS_DEPLOY_LAYOUT", str(Path(__file__).with_name("layout.json"))))
+        data = json.loads(where.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: not a JSON object")
+        return cls.from_dict(data)
+
+
+L = Layout.load()
+
+
+class Failure(Exception):
+    """A flow (or query) cannot go on; ``message`` is one line saying what failed."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED, detail: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.detail = dict(detail or {})
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | None = None) -> str:
+    return (ts or now_utc()).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def say(message: str) -> None:
+    """A step line for humans; a dropped link (broken pipe) never stops a flow."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure helpers (tests/deploy/test_deployctl_pure.py)
+# ----------------------------------------------------------------------------------------------------------------
+def is_release_id(value: str) -> bool:
+    return L.release_id_re.fullmatch(value) is not None
+
+
+def is_backup_id(value: str) -> bool:
+    return L.backup_id_re.fullmatch(value) is not None
+
+
+def is_flow_id(value: str) -> bool:
+    return L.flow_id_re.fullmatch(value) is not None
+
+
+def new_flow_id(now: datetime, token: str) -> str:
+    flow_id = f"{now.astimezone(UTC).strftime(TS_FORMAT)}-{token}"
+    if not is_flow_id(flow_id):
+        raise ValueError(f"bad flow id {flow_id!r}")
+    return flow_id
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (optionally quoted) -> dict; comments and blanks ignored."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def mode_values(mode: str) -> dict[str, str]:
+    if mode not in ("PAPER", "LIVE"):
+        raise Failure(f"mode must be PAPER or LIVE, got {mode!r}", EXIT_REFUSED)
+    return {"TRADING_MODE": mode, "ENABLE_PAPER_TRADING": "false" if mode == "LIVE" else "true"}
+
+
+def rewrite_mode(text: str, mode: str) -> str:
+    """Change only TRADING_MODE and ENABLE_PAPER_TRADING; every other line stays byte-identical."""
+    wanted = mode_values(mode)
+    seen: set[str] = set()
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        ending = line[len(body) :]
+        match = re.fullmatch(r"(\s*(?:export\s+)?)([A-Z_][A-Z0-9_]*)(\s*=\s*)(.*)", body)
+        if match and match.group(2) in wanted:
+            key = match.group(2)
+            value = match.group(4).strip()
+            quote = value[0] if value[:1] in ("'", '"') else ""
+            out.append(f"{match.group(1)}{key}{match.group(3)}{quote}{wanted[key]}{quote}{ending}")
+            seen.add(key)
+        else:
+            out.append(line)
+    missing = [k for k in wanted if k not in seen]
+    if missing:
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.extend(f"{k}='{wanted[k]}'\n" for k in missing)
+    return "".join(out)
+
+
+def is_secret_name(name: str, markers: Sequence[str] | None = None) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in (markers if markers is not None else L.secret_markers))
+
+
+def masked_diff(old: str, new: str) -> list[str]:
+    """Per-key diff of two env files with secret values masked."""
+    a, b = parse_env(old), parse_env(new)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) == b.get(key):
+            continue
+        secret = is_secret_name(key)
+        if key not in a:
+            lines.append(f"+ {key}={'****' if secret else b[key]}")
+        elif key not in b:
+            lines.append(f"- {key}={'****' if secret else a[key]}")
+        elif secret:
+            lines.append(f"~ {key}=**** (changed)")
+        else:
+            lines.append(f"~ {key}: {a[key]} -> {b[key]}")
+    return lines
+
+
+def pick_previous(releases: Sequence[str], current: str | None, bad: set[str]) -> str | None:
+    """The newest release older than ``current`` that is not marked bad."""
+    older = sorted(r for r in releases if is_release_id(r) and (current is None or r < current))
+    return next((r for r in reversed(older) if r not in bad), None)
+
+
+def prune_plan(
+    releases: Sequence[str], keep: int, current: str | None, last_good: str | None, bad: set[str]
+) -> list[str]:
+    """Releases to delete. Kept: the newest ``keep`` GOOD releases, current and last good, and the two newest BAD
+    ones (to look at). BAD releases never count toward ``keep``: failed deploys never push the good ones out."""
+    good = sorted((r for r in releases if is_release_id(r) and r not in bad), reverse=True)
+    bad_sorted = sorted((r for r in releases if is_release_id(r) and r in bad), reverse=True)
+    kept = set(good[: max(keep, 1)]) | set(bad_sorted[:2]) | {r for r in (current, last_good) if r}
+    return sorted(r for r in releases if is_release_id(r) and r not in kept)
+
+
+def backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
+    snaps = sorted(n for n in names if is_backup_id(n))
+    return snaps[: max(0, len(snaps) - keep)]
+
+
+def lock_message(owner: Mapping[str, Any], alive: bool, now_epoch: float) -> str:
+    age = now_epoch - float(owner.get("epoch", now_epoch))
+    text = (
+        f"deploy lock held by {owner.get('who', '?')} since {owner.get('at', '?')} ({age / 60:.0f} min ago) "
+        f"for {owner.get('what', '?')} ({owner.get('why') or 'no reason given'}; flow {owner.get('flow_id', '?')})"
+    )
+    if alive:
+        return text + ": that flow is still running (follow it with `invoke flow`)"
+    return text + ": its flow process is GONE (dead flow); check the host, then `invoke lock.release --force`"
+
+
+def flow_steps_text(flow: str) -> list[str]:
+    """The plan ``--check`` prints: the flow's own step list."""
+    return [f"{n:>2}. {name}: {what}" for n, (name, what) in enumerate(FLOW_STEPS[flow], 1)]
+
+
+def host_now_line(now: Mapping[str, Any]) -> str:
+    """What the host runs now, in one clause (read from the host, never assumed)."""
+    release = now.get("release") or "no release"
+    promoted = "" if now.get("promoted") else " (NOT promoted: new entries blocked)"
+    return (
+        f"host now: release {release}{promoted}, mode {now.get('mode', '?')}, "
+        f"trading {now.get('trading_state') or 'unknown'}, service {now.get('unit', '?')}"
+    )
+
+
+def final_line(record: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    state = record.get("state", "?")
+    what = f"{record.get('flow', '?')} {record.get('flow_id', '')}".strip()
+    message = record.get("message") or state
+    if state not in FINAL_STATES:
+        message = f"still running at step '{record.get('step')}'" + (
+            f" (paused at '{record.get('paused_at')}')" if record.get("paused_at") else ""
+        )
+    return f"{what}: {state.upper().replace('_', ' ')}: {message}; {host_now_line(now)}"
+
+
+def pause_requested(pause_text: str, flow: str, step: str) -> bool:
+    """The test-only pause marker names ``flow:step`` (or ``*:step``)."""
+    wanted = {line.strip() for line in pause_text.splitlines() if line.strip()}
+    return f"{flow}:{step}" in wanted or f"*:{step}" in wanted
+
+
+def boot_recovery_plan(
+    current: str | None, last_good: str | None, promoted: str | None, flow_alive: bool
+) -> str | None:
+    """At service start: the release that must be current AND promoted, or None (nothing to do). A live flow owns
+    the switch. Otherwise a current release that never passed its gate (the host restarted mid-gate) goes back to
+    the last good one, and a last good release left un-promoted by a dead flow is promoted again."""
+    if flow_alive or current is None or current == promoted:
+        return None
+    if last_good is None or current == last_good:
+        return current  # nothing older is known good: this is the release to run
+    return last_good
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small executors
+# ----------------------------------------------------------------------------------------------------------------
+def run(argv: Sequence[str], timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        result = subprocess.CompletedProcess(list(argv), 124, "", f"{argv[0]} timed out after {timeout:g}s")
+    except OSError as exc:
+        result = subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: {exc.strerror}")
+    if check and result.returncode != 0:
+        raise Failure(f"{' '.join(argv[:3])} failed (exit {result.returncode}): {last_line(result)}")
+    return result
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def json_out(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    with contextlib.suppress(ValueError):
+        data = json.loads(result.stdout) if result.stdout.strip() else {}
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def audit(event: str, result: str, who: str, **detail: Any) -> None:
+    L.log_dir.mkdir(parents=True, exist_ok=True)
+    line = {"at": iso(), "host": socket.gethostname(), "event": event, "result": result, "who": who, **detail}
+    fd = os.open(L.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(line, sort_keys=True, default=str) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any], mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, sort_keys=True, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def env_text() -> str:
+    return L.env_file.read_text() if L.env_file.exists() else ""
+
+
+def configured_mode() -> str:
+    return parse_env(env_text()).get("TRADING_MODE", "PAPER")
+
+
+def api_base() -> str:
+    env = parse_env(env_text())
+    host = env.get("HELIOS_API_HOST", "127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{env.get('HELIOS_API_PORT', '8100')}"
+
+
+def http_json(path: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(api_base() + path, timeout=timeout) as response:  # noqa: S310 -- loopback
+            data = json.loads(response.read() or b"{}")
+            return int(response.status), data if isinstance(data, dict) else {}
+    except urllib.error.HTTPError as exc:
+        try:
+            data = json.loads(exc.read() or b"{}")
+            return exc.code, data if isinstance(data, dict) else {}
+        except ValueError:
+            return exc.code, {}
+    except (OSError, ValueError):
+        return 0, {}
+
+
+def api_post(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, dict[str, Any]]:
+    """POST to the service's loopback API with its control token (read from the env file, never printed)."""
+    token = parse_env(env_text()).get("HELIOS_API_TOKEN", "")
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(  # noqa: S310 -- loopback http only
+        api_base() + path, data=json.dumps(dict(body)).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- loopback
+            data = json.loads(response.read() or b"{}")
+            return int(response.status), data if isinstance(data, dict) else {}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+    except (OSError, ValueError):
+        return 0, {}
+
+
+def read_text(path: Path) -> str | None:
+    with contextlib.suppress(OSError):
+        return path.read_text().strip() or None
+    return None
+
+
+def current_release() -> str | None:
+    try:
+        name = Path(os.readlink(L.current_link)).name
+    except OSError:
+        return None
+    return name if is_release_id(name) else None
+
+
+def last_good() -> str | None:
+    return read_text(L.last_good_file)
+
+
+def promoted() -> str | None:
+    return read_text(L.promoted_file)
+
+
+def release_dir(rid: str) -> Path:
+    if not is_release_id(rid):
+        raise Failure(f"not a release id: {rid!r} (expected YYYYmmddTHHMMSSZ-sha7)", EXIT_REFUSED)
+    return L.releases_dir / rid
+
+
+def all_releases() -> list[str]:
+    if not L.releases_dir.is_dir():
+        return []
+    return sorted(p.name for p in L.releases_dir.iterdir() if is_release_id(p.name) and is_complete(p.name))
+
+
+def bad_releases() -> set[str]:
+    return {r for r in all_releases() if (L.releases_dir / r / "BAD").exists()}
+
+
+def mark_bad(rid: str, why: str) -> None:
+    with contextlib.suppress(OSError):
+        (release_dir(rid) / "BAD").write_text(f"{iso()} {why}\n")
+
+
+def can_start(rid: str) -> bool:
+    return (L.releases_dir / rid / "venv" / "bin" / "helios").is_file()
+
+
+def manifest(rid: str) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads((L.releases_dir / rid / "release.json").read_text())
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def fix_state_ownership() -> None:
+    """Root touched SQLite files (read-only opens can create -shm): give them back to the service user."""
+    if not L.state_dir.is_dir():
+        return
+    st = L.state_dir.stat()
+    for path in L.state_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            pst = path.lstat()
+            if (pst.st_uid, pst.st_gid) != (st.st_uid, st.st_gid):
+                os.lchown(path, st.st_uid, st.st_gid)
+
+
+def row_counts(db: Path) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        tables = [
+            str(r[0])
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        quoted = {t: '"' + t.replace('"', '""') + '"' for t in tables}
+        return {t: int(conn.execute(f"SELECT COUNT(*) FROM {q}").fetchone()[0]) for t, q in quoted.items()}  # noqa: S608
+    finally:
+        conn.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Service control
+# ----------------------------------------------------------------------------------------------------------------
+def unit_prop(name: str, unit: str | None = None) -> str:
+    return run(["systemctl", "show", "-p", name, "--value", unit or L.unit], timeout=10).stdout.strip()
+
+
+def engines_alive() -> list[int]:
+    out = run(["pgrep", "-f", "^/opt/helios/.*/helios run"], timeout=10).stdout.split()
+    return [int(p) for p in out if p.isdigit()]
+
+
+def state_lock_held() -> bool:
+    path = L.state_dir / "helios.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def stop_service(timeout: float = 45.0) -> None:
+    """SIGTERM via systemd; return only when the process is gone and the state lock is free."""
+    run(["systemctl", "stop", L.unit], timeout=timeout)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if unit_prop("MainPID") in ("0", "") and not engines_alive() and not state_lock_held():
+            return
+        time.sleep(0.05)
+    raise Failure(f"helios did not stop: pids {engines_alive()}, state lock held={state_lock_held()}")
+
+
+def start_service(timeout: float = 75.0) -> None:
+    run(["systemctl", "reset-failed", L.unit], timeout=10)
+    result = run(["systemctl", "start", L.unit], timeout=timeout)
+    if result.returncode != 0:
+        raise Failure(f"systemctl start {L.unit} failed ({unit_prop('Result') or 'unknown result'})")
+
+
+def journal_tail(since_epoch: float, lines: int = 25) -> list[str]:
+    run(["journalctl", "--sync"], timeout=10)
+    out = run(
+        ["journalctl", "-u", L.unit, "--since", f"@{int(since_epoch)}", "-n", str(lines), "--no-pager", "-o",
+         "short-iso"],
+        timeout=15,
+    ).stdout
+    return [line for line in out.splitlines() if line.strip()][-lines:]
+
+
+def health_problem(mode: str, code: int, body: Mapping[str, Any]) -> str:
+    """Why /api/health does not pass the gate ('' when it does)."""
+    if code != 200:
+        why = "; ".join(body.get("reasons", [])) or str(body.get("status", ""))
+        return f"/api/health {code or 'no answer'}: {why}"
+    if body.get("mode") != mode:
+        return f"/api/health mode {body.get('mode')} != configured {mode}"
+    age = body.get("heartbeat_age_seconds")
+    if age is None or float(age) > 10:
+        return f"heartbeat not fresh ({age}s)"
+    reconciliation = body.get("reconciliation") or {}
+    if mode == "LIVE" and reconciliation.get("ok") is False:
+        return f"reconciliation with the exchange failed: {reconciliation.get('issues')}"
+    return ""
+
+
+def health_gate(mode: str, soak: float, timeout: float) -> dict[str, Any]:
+    """/api/health 200 + mode, /api/mode/current = mode, heartbeat fresh; then stay so for ``soak`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    first_ok: float | None = None
+    pid = ""
+    while time.monotonic() < deadline:
+        code, body = http_json("/api/health")
+        problem = health_problem(mode, code, body)
+        if not problem:
+            mcode, mbody = http_json("/api/mode/current")
+            if mcode != 200 or mbody.get("mode") != mode:
+                problem = f"/api/mode/current {mcode}: {mbody.get('mode')} != {mode}"
+        main_pid = unit_prop("MainPID")
+        if not problem and first_ok is not None and main_pid != pid:
+            problem = "the service restarted during the soak"
+        if problem:
+            last = problem
+            if first_ok is not None:
+                raise Failure(f"health gate: {problem}")
+            if unit_prop("ActiveState") == "failed":
+                raise Failure(f"health gate: the unit failed ({unit_prop('Result')}); last: {problem}")
+            time.sleep(0.1)
+            continue
+        if first_ok is None:
+            first_ok, pid = time.monotonic(), main_pid
+        if time.monotonic() - first_ok >= soak:
+            return {"mode": mode, "release": body.get("release"), "trading_state": body.get("trading_state"),
+                    "heartbeat_age_seconds": body.get("heartbeat_age_seconds"), "first_ok_monotonic": first_ok}
+        time.sleep(0.1)
+    raise Failure(f"health gate: not healthy within {timeout:g}s ({last})")
+
+
+def switch_current(rid: str) -> None:
+    """Atomic: a new symlink next to ``current``, renamed over it."""
+    target = release_dir(rid)
+    if not can_start(rid):
+        raise Failure(f"release {rid} is not installed (no venv/bin/helios)", EXIT_REFUSED)
+    tmp = L.base_dir / f".current.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, L.current_link)
+
+
+def promote(rid: str) -> None:
+    """The gate passed: new entries allowed for ``rid``, and it is the last good release."""
+    write_text_atomic(L.promoted_file, rid + "\n")
+    write_text_atomic(L.last_good_file, rid + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        (L.releases_dir / rid / "BAD").unlink()
+
+
+def unpromote() -> None:
+    """Block new entries for whatever starts next (until promote)."""
+    write_text_atomic(L.promoted_file, "none\n")
+
+
+def helios_cli(rid: str | None = None) -> str:
+    base = L.releases_dir / rid if rid else L.current_link
+    return str(base / "venv" / "bin" / "helios")
+
+
+def host_now() -> dict[str, Any]:
+    """What the host runs now, read from the host."""
+    code, body = http_json("/api/health", timeout=1.5)
+    rid = current_release()
+    return {
+        "release": rid,
+        "promoted": rid is not None and rid == promoted(),
+        "last_good": last_good(),
+        "mode": body.get("mode") or configured_mode(),
+        "trading_state": body.get("trading_state") or ("unknown (service not answering)" if code == 0 else None),
+        "unit": unit_prop("ActiveState"),
+        "healthy": code == 200,
+    }
+
+
+def alert(message: str, detail: Mapping[str, Any]) -> None:
+    run(["logger", "-p", "user.crit", "-t", "helios-deploy", message], timeout=10)
+    helios = Path(helios_cli())
+    if helios.is_file():
+        run([str(helios), "alert", "--env-file", str(L.env_file), "--level", "critical", "--title", message,
+             "--detail-json", json.dumps(detail, default=str)], timeout=30)
+    if L.alert_hook.is_file() and os.access(L.alert_hook, os.X_OK):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([str(L.alert_hook)], input=json.dumps({"message": message, **detail}, default=str),
+                           text=True, timeout=20, check=False, capture_output=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The deploy lock: held by a flow process; a lock whose process is gone is reported dead at once
+# ----------------------------------------------------------------------------------------------------------------
+def process_start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_alive(owner: Mapping[str, Any]) -> bool:
+    pid = owner.get("pid")
+    return isinstance(pid, int) and pid > 0 and process_start_time(pid) == owner.get("pid_start")
+
+
+def read_lock() -> dict[str, Any] | None:
+    try:
+        data = json.loads(L.lock_file.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"who": "unknown (unreadable lock file)", "at": "?", "epoch": 0.0}
+    return data if isinstance(data, dict) else {"who": "unknown", "epoch": 0.0}
+
+
+def acquire_lock(owner: Mapping[str, Any]) -> None:
+    L.lock_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(L.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        held = read_lock() or {}
+        raise Failure(lock_message(held, owner_alive(held), time.time()), EXIT_LOCKED, {"lock_owner": held}) from None
+    with os.fdopen(fd, "w") as handle:
+        json.dump(dict(owner), handle)
+        handle.write("\n")
+
+
+def release_lock(flow_id: str) -> None:
+    owner = read_lock()
+    if owner is not None and owner.get("flow_id") == flow_id:
+        L.lock_file.unlink(missing_ok=True)
+
+
+def lock_status() -> dict[str, Any]:
+    owner = read_lock()
+    if owner is None:
+        return {"held": False}
+    alive = owner_alive(owner)
+    return {"held": True, "alive": alive, "owner": owner, "message": lock_message(owner, alive, time.time())}
+
+
+def break_lock(who: str, why: str) -> dict[str, Any]:
+    owner = read_lock()
+    if owner is None:
+        return {"released": False, "note": "no lock was held"}
+    L.lock_file.unlink(missing_ok=True)
+    audit("lock_break", "ok", who, previous_owner=owner, previous_owner_alive=owner_alive(owner), why=why)
+    return {"released": True, "forced": True, "previous_owner": owner}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Flow records and the step context
+# ----------------------------------------------------------------------------------------------------------------
+def flow_path(flow_id: str) -> Path:
+    if not is_flow_id(flow_id):
+        raise Failure(f"not a flow id: {flow_id!r}", EXIT_REFUSED)
+    return L.flow_dir / f"{flow_id}.json"
+
+
+def read_flow(flow_id: str) -> dict[str, Any]:
+    try:
+        data = json.loads(flow_path(flow_id).read_text())
+    except (OSError, ValueError):
+        raise Failure(f"no flow record {flow_id}", EXIT_REFUSED) from None
+    if not isinstance(data, dict):
+        raise Failure(f"flow record {flow_id} is damaged", EXIT_FAILED)
+    return data
+
+
+def latest_flow_id() -> str | None:
+    if not L.flow_dir.is_dir():
+        return None
+    ids = sorted(p.stem for p in L.flow_dir.glob("*.json") if is_flow_id(p.stem))
+    return ids[-1] if ids else None
+
+
+class Flow:
+    """One running flow: its record (persisted at every step), steps, and the test-only pause points."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.id = str(record["flow_id"])
+        self.name = str(record["flow"])
+        self.who = str(record.get("who", "root"))
+        self.detail: dict[str, Any] = record.setdefault("detail", {})
+
+    def save(self) -> None:
+        write_json_atomic(flow_path(self.id), self.record)
+
+    def checkpoint(self, step: str) -> None:
+        """A step boundary: record it, and wait while the test-only pause marker names it."""
+        self.record["step"] = step
+        self.save()
+        while pause_requested(read_text(L.pause_file) or "", self.name, step):
+            if self.record.get("paused_at") != step:
+                self.record["paused_at"] = step
+                self.save()
+            time.sleep(0.05)
+        if self.record.pop("paused_at", None) is not None:
+            self.save()
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.checkpoint(name)
+        started = time.monotonic()
+        entry: dict[str, Any] = {"step": name}
+        try:
+            yield
+        except BaseException as exc:
+            entry.update(ok=False, seconds=round(time.monotonic() - started, 3), error=str(exc))
+            self.record.setdefault("steps", []).append(entry)
+            self.save()
+            say(f"step {name:<14} FAILED after {entry['seconds']:.2f}s: {exc}")
+            raise
+        entry.update(ok=True, seconds=round(time.monotonic() - started, 3))
+        self.record.setdefault("steps", []).append(entry)
+        self.save()
+        say(f"step {name:<14} ok {entry['seconds']:6.2f}s")
+
+
+@dataclass
+class Outcome:
+    """How a flow ended: the audit result, exit code and one line of what happened."""
+
+    result: str
+    code: int
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backups
+# ----------------------------------------------------------------------------------------------------------------
+def sqlite_backup(source: Path, target: Path) -> None:
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+    dst = sqlite3.connect(str(target))
+    try:
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        dst.close()
+        src.close()
+
+
+def verify_backup(path: Path) -> dict[str, Any]:
+    sums_file = path / "SHA256SUMS"
+    if not sums_file.is_file():
+        raise Failure(f"backup {path.name}: no SHA256SUMS")
+    files: dict[str, str] = {}
+    for line in sums_file.read_text().splitlines():
+        if not line.strip():
+            continue
+        digest, name = line.split(None, 1)
+        name = name.strip().lstrip("*")
+        if "/" in name or name.startswith("."):
+            raise Failure(f"backup {path.name}: bad file name {name!r} in SHA256SUMS")
+        target = path / name
+        if not target.is_file() or target.is_symlink() or sha256(target) != digest:
+            raise Failure(f"backup {path.name}: checksum mismatch for {name}")
+        files[name] = digest
+    rows: dict[str, dict[str, int]] = {}
+    expected = json.loads((path / "rows.json").read_text()) if (path / "rows.json").is_file() else {}
+    for db in sorted(path.glob("*.sqlite")):
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            conn.close()
+        if check != "ok":
+            raise Failure(f"backup {path.name}: {db.name} integrity_check: {check}")
+        rows[db.name] = row_counts(db)
+        if db.name in expected and expected[db.name] != rows[db.name]:
+            raise Failure(f"backup {path.name}: {db.name} row counts differ from the recorded ones")
+    return {"backup": path.name, "verified": True, "files": files, "rows": rows,
+            "release": read_text(path / "release")}
+
+
+def make_backup(keep: int) -> dict[str, Any]:
+    umask = os.umask(0o077)
+    try:
+        return _make_backup(keep)
+    finally:
+        os.umask(umask)
+
+
+def _make_backup(keep: int) -> dict[str, Any]:
+    L.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    while True:
+        stamp = now_utc().strftime(TS_FORMAT)
+        if not (L.backup_dir / stamp).exists():
+            break
+        time.sleep(0.1)
+    partial = L.backup_dir / f".{stamp}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(mode=0o700)
+    rows: dict[str, dict[str, int]] = {}
+    try:
+        for db in sorted(p for p in L.state_dir.glob("*.sqlite") if p.is_file() and not p.is_symlink()):
+            sqlite_backup(db, partial / db.name)
+            rows[db.name] = row_counts(partial / db.name)
+        if L.env_file.is_file():
+            shutil.copy2(L.env_file, partial / "helios.env")
+        (partial / "release").write_text((current_release() or "none") + "\n")
+        (partial / "rows.json").write_text(json.dumps(rows, sort_keys=True) + "\n")
+        sums = [f"{sha256(p)}  {p.name}" for p in sorted(partial.iterdir()) if p.is_file()]
+        (partial / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        fix_state_ownership()
+    os.rename(partial, L.backup_dir / stamp)
+    result = verify_backup(L.backup_dir / stamp)
+    removed = []
+    for old in backups_to_remove([p.name for p in L.backup_dir.iterdir() if p.is_dir()], keep):
+        shutil.rmtree(L.backup_dir / old)
+        removed.append(old)
+    return {**result, "pruned": removed}
+
+
+def list_backups() -> list[dict[str, Any]]:
+    if not L.backup_dir.is_dir():
+        return []
+    out = []
+    for path in sorted(L.backup_dir.iterdir()):
+        if path.is_dir() and is_backup_id(path.name):
+            out.append({"backup": path.name, "release": read_text(path / "release"),
+                        "files": sorted(p.name for p in path.iterdir()),
+                        "bytes": sum(p.stat().st_size for p in path.iterdir() if p.is_file())})
+    return out
+
+
+def restore_files(src: Path, info: Mapping[str, Any]) -> dict[str, Any]:
+    """Service stopped. Journal(s) and env from a verified backup; checksums re-read after the copy."""
+    st = L.state_dir.stat()
+    restored: dict[str, Any] = {}
+    for db in sorted(src.glob("*.sqlite")):
+        tmp = L.state_dir / f".{db.name}.restore"
+        tmp.unlink(missing_ok=True)
+        shutil.copyfile(db, tmp, follow_symlinks=False)
+        os.lchown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, 0o600)
+        for suffix in ("-wal", "-shm"):
+            (L.state_dir / f"{db.name}{suffix}").unlink(missing_ok=True)
+        os.replace(tmp, L.state_dir / db.name)
+        digest = sha256(L.state_dir / db.name)
+        if digest != info["files"].get(db.name):
+            raise Failure(f"{db.name} checksum differs after the copy")
+        restored[db.name] = {"sha256": digest}
+    if (src / "helios.env").is_file():
+        tmp_env = L.env_file.with_name(f".{L.env_file.name}.restore")
+        shutil.copyfile(src / "helios.env", tmp_env)
+        os.chown(tmp_env, 0, 0)
+        os.chmod(tmp_env, 0o600)
+        os.replace(tmp_env, L.env_file)
+    return restored
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Releases
+# ----------------------------------------------------------------------------------------------------------------
+def list_releases() -> list[dict[str, Any]]:
+    cur, good, bad = current_release(), last_good(), bad_releases()
+    out = []
+    for rid in reversed(all_releases()):
+        m = manifest(rid)
+        out.append({
+            "release": rid, "current": rid == cur, "last_good": rid == good, "bad": rid in bad,
+            "bad_reason": read_text(L.releases_dir / rid / "BAD") or "", "promoted": rid == promoted(),
+            "git_sha": m.get("git_sha"), "version": m.get("version"), "schema_version": m.get("schema_version"),
+            "deployed_at": m.get("deployed_at"), "deployed_by": m.get("deployed_by"), "dirty": m.get("dirty", False),
+        })
+    return out
+
+
+def remove_half_built(keep_incoming: str | None = None) -> list[str]:
+    """Leftovers of runs that died: release directories without release.json (never current), uploads of other
+    runs, partial backups and wheelhouses."""
+    removed: list[Path] = []
+    cur = current_release()
+    if L.releases_dir.is_dir():
+        removed += [p for p in L.releases_dir.iterdir()
+                    if p.is_dir() and is_release_id(p.name) and p.name != cur and not is_complete(p.name)]
+    if L.incoming_dir.is_dir():
+        removed += [p for p in L.incoming_dir.iterdir() if p.name != keep_incoming]
+    for parent in (L.backup_dir, L.wheelhouse_dir):
+        if parent.is_dir():
+            removed += [p for p in parent.iterdir() if p.name.startswith(".") or p.name.endswith(".partial")]
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return sorted(str(p) for p in removed)
+
+
+def prune_releases(keep: int) -> dict[str, Any]:
+    removed = []
+    for rid in prune_plan(all_releases(), keep, current_release(), last_good(), bad_releases()):
+        shutil.rmtree(L.releases_dir / rid)
+        removed.append(rid)
+    used = {str(manifest(r).get("deps_hash", "")) for r in all_releases()}
+    wheelhouses = []
+    if L.wheelhouse_dir.is_dir():
+        for wh in L.wheelhouse_dir.iterdir():
+            if wh.is_dir() and wh.name not in used and not wh.name.endswith(".partial"):
+                shutil.rmtree(wh)
+                wheelhouses.append(wh.name)
+    return {"removed": removed, "removed_wheelhouses": wheelhouses}
+
+
+def journal_readable(rid: str) -> tuple[bool, str]:
+    """Can release ``rid`` read the journal of the configured mode?"""
+    result = run([helios_cli(rid), "journal-info", "--json", "--env-file", str(L.env_file)], timeout=60)
+    fix_state_ownership()
+    if result.returncode != 0:
+        return False, last_line(result)
+    journal = json_out(result).get("journals", {}).get(configured_mode())
+    if journal is None or journal.get("readable_by_this_release", True):
+        return True, "readable"
+    return False, (f"journal schema v{journal['schema_version']} needs a reader >= v{journal['min_reader_version']}"
+                   f"; release {rid} cannot read it")
+
+
+def is_complete(rid: str) -> bool:
+    """A release is installed once its release.json exists: the install writes it last."""
+    return (L.releases_dir / rid / "release.json").is_file()
+
+
+def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str, Any]:
+    """Offline virtualenv from the uploaded wheel and the host's wheelhouse, built in place (scripts carry absolute
+    shebangs); release.json is written last, so a run that dies leaves a directory without it, which the next run
+    removes (``remove_half_built``)."""
+    meta = json.loads((incoming / "release.json").read_text())
+    wheel = incoming / str(meta["wheel"])
+    wheelhouse = L.wheelhouse_dir / str(meta["deps_hash"])
+    if not (wheelhouse / ".complete").is_file():
+        raise Failure(f"wheelhouse {wheelhouse.name} is not on the host (upload it first)", EXIT_REFUSED)
+    final = release_dir(rid)
+    if is_complete(rid):
+        raise Failure(f"release {rid} is already installed on this host (release ids are unique per build: "
+                      "build again)", EXIT_REFUSED)
+    shutil.rmtree(final, ignore_errors=True)
+    (final / "wheels").mkdir(parents=True)
+    shutil.copy2(wheel, final / "wheels" / wheel.name)
+    donor = venv_donor(str(meta["deps_hash"]))
+    how = "new virtualenv"
+    if donor is not None:
+        try:
+            clone_venv(L.releases_dir / donor / "venv", final / "venv")
+            run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-deps", "--force-reinstall",
+                 "--no-cache-dir", "--disable-pip-version-check", "--quiet", str(final / "wheels" / wheel.name)],
+                timeout=300, check=True)
+            how = f"virtualenv cloned from {donor} (same dependencies)"
+        except (Failure, OSError) as exc:
+            say(f"cloning the virtualenv of {donor} failed ({exc}); building a new one")
+            shutil.rmtree(final / "venv", ignore_errors=True)
+            donor = None
+    if donor is None:
+        run([python, "-m", "venv", str(final / "venv")], timeout=180, check=True)
+        run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-cache-dir",
+             "--disable-pip-version-check", "--quiet", "--find-links", str(wheelhouse),
+             str(final / "wheels" / wheel.name)], timeout=600, check=True)
+    write_json_atomic(final / "release.json", {**meta, "release": rid, "deployed_at": iso(), "deployed_by": who},
+                      mode=0o644)
+    return {"release": rid, "deps_hash": meta["deps_hash"], "venv": how}
+
+
+def venv_donor(deps_hash: str) -> str | None:
+    """The newest installed, not-BAD release whose dependencies are the same (its venv can be cloned)."""
+    bad = bad_releases()
+    for rid in reversed(all_releases()):
+        if rid not in bad and can_start(rid) and str(manifest(rid).get("deps_hash", "")) == deps_hash:
+            return rid
+    return None
+
+
+def clone_venv(src: Path, dst: Path) -> None:
+    """Copy a virtualenv and point its scripts' shebangs (absolute paths) at the copy."""
+    shutil.copytree(src, dst, symlinks=True)
+    old, new = str(src).encode(), str(dst).encode()
+    for script in (dst / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            data = script.read_bytes()
+            head, _, rest = data.partition(b"\n")
+            if head.startswith(b"#!") and old in head:
+                script.write_bytes(head.replace(old, new) + b"\n" + rest)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The flows: one function each. A flow raises Failure for "nothing changed / put back as it was", or returns an
+# Outcome. The runner (run_flow) takes the lock, writes the one audit line and releases the lock.
+# ----------------------------------------------------------------------------------------------------------------
+def activate(flow: Flow, rid: str, mode: str, soak: float, timeout: float) -> Outcome:
+    """stop -> switch -> start (entries blocked) -> gate -> promote; after a failure past the switch: back to the
+    previous release (also gated and promoted) and ``rid`` marked BAD."""
+    previous = current_release()
+    t_stop = time.monotonic()
+    switched = False
+    started_epoch = time.time()
+    try:
+        with flow.step("stop"):
+            unpromote()
+            stop_service()
+        with flow.step("switch"):
+            switch_current(rid)
+            switched = True
+        started_epoch = time.time()
+        with flow.step("start"):
+            start_service()
+        with flow.step("gate"):
+            flow.detail["health"] = health_gate(mode, soak, timeout)
+            flow.detail["no_engine_seconds"] = round(float(flow.detail["health"]["first_ok_monotonic"]) - t_stop, 3)
+        with flow.step("promote"):
+            promote(rid)
+    except Failure as exc:
+        flow.detail["error"] = str(exc)
+        if not switched:
+            with contextlib.suppress(Failure):
+                start_service()
+                health_gate(mode, 0, timeout)
+                if previous:
+                    promote(previous)
+            raise Failure(f"failed before the switch: {exc}; the old release was restarted") from None
+        flow.detail["journal_tail"] = journal_tail(started_epoch)
+        mark_bad(rid, f"{flow.name} failed: {exc}")
+        try:
+            if previous is None or not can_start(previous):
+                raise Failure("there is no previous release to go back to")
+            with flow.step("back: stop"):
+                stop_service()
+            with flow.step("back: switch"):
+                switch_current(previous)
+            with flow.step("back: start"):
+                start_service()
+            with flow.step("back: gate"):
+                health_gate(mode, 0, timeout)
+                promote(previous)
+        except Failure as exc2:
+            alert(f"helios {flow.name} of {rid} failed AND going back to {previous} failed: {exc2}", flow.detail)
+            return Outcome("rollback_failed", EXIT_FAILED,
+                           f"{rid} failed ({exc}) and going back to {previous} failed too ({exc2}): ACT NOW")
+        alert(f"helios {flow.name} of {rid} failed ({exc}); back on {previous}, healthy", flow.detail)
+        return Outcome("rolled_back", EXIT_ROLLED_BACK,
+                       f"{rid} failed after the switch ({exc}); rolled back to {previous} (healthy); {rid} marked BAD")
+    return Outcome("ok", EXIT_OK, f"{rid} is live, healthy and promoted (no engine for "
+                                  f"{flow.detail['no_engine_seconds']}s)")
+
+
+def flow_deploy(flow: Flow, args: argparse.Namespace) -> Outcome:
+    """clean -> backup -> install -> check-config -> stop -> switch -> start -> gate -> promote -> prune."""
+    rid = str(args.release)
+    release_dir(rid)
+    incoming = L.incoming_dir / flow.id  # keyed by flow: two builds with one release id never share an upload
+    flow.detail.update(release=rid, previous=current_release())
+    with flow.step("clean"):
+        flow.detail["removed_half_built"] = remove_half_built(keep_incoming=flow.id)
+    if not (incoming / "release.json").is_file():
+        raise Failure(f"release {rid} was not uploaded to {incoming}", EXIT_REFUSED)
+    try:
+        with flow.step("backup"):
+            flow.detail["backup"] = make_backup(L.keep_backups)["backup"]
+        with flow.step("install"):
+            flow.detail["install"] = install_release(rid, incoming, args.python, flow.who)
+        with flow.step("check-config"):
+            result = run([helios_cli(rid), "check-config", "--json", "--env-file", str(L.env_file)], timeout=120)
+            fix_state_ownership()
+            if result.returncode != 0:
+                raise Failure(f"helios check-config of {rid} rejected the host's env: {last_line(result)}")
+    except (Failure, OSError, sqlite3.Error, ValueError, KeyError) as exc:
+        if isinstance(exc, Failure) and exc.code == EXIT_REFUSED:
+            raise
+        if rid != current_release():
+            shutil.rmtree(release_dir(rid), ignore_errors=True)
+        raise Failure(f"failed before the switch: {exc}; the old release kept running, untouched") from None
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    outcome = activate(flow, rid, configured_mode(), args.soak, args.timeout)
+    with flow.step("prune"):
+        flow.detail["prune"] = prune_releases(args.keep)
+    return outcome
+
+
+def flow_rollback(flow: Flow, args: argparse.Namespace) -> Outcome:
+    """target -> (backup) -> stop -> (restore) -> switch -> start -> gate -> promote. A target that cannot start is
+    marked BAD."""
+    cur = current_release()
+    flow.detail["previous"] = cur
+    with flow.step("target"):
+        remove_half_built()
+        if args.to:
+            target = str(args.to)
+            if not release_dir(target).is_dir():
+                raise Failure(f"no release {target} on this host (see `invoke releases`)", EXIT_REFUSED)
+            if target == cur:
+                raise Failure(f"{target} is already current", EXIT_REFUSED)
+        else:
+            found = pick_previous(all_releases(), cur, bad_releases())
+            if found is None:
+                raise Failure(f"no good release older than {cur} to roll back to", EXIT_REFUSED)
+            target = found
+        flow.detail["release"] = target
+        if not can_start(target):
+            mark_bad(target, "rollback target cannot start: no venv/bin/helios")
+            raise Failure(f"rollback target {target} cannot start (no venv/bin/helios): marked BAD; run rollback "
+                          "again for the next good release", EXIT_REFUSED)
+        if args.restore_backup is None:
+            ok, why = journal_readable(target)
+            if not ok:
+                raise Failure(f"refusing to roll back to {target}: {why}; pass --restore-backup TS to restore a "
+                              "backup that release can read", EXIT_REFUSED)
+    if args.restore_backup:
+        return flow_restore_into(flow, str(args.restore_backup), target, args.soak, args.timeout)
+    return activate(flow, target, configured_mode(), args.soak, args.timeout)
+
+
+def trading_state_now() -> str | None:
+    _code, body = http_json("/api/health", timeout=2)
+    state = body.get("trading_state")
+    return str(state) if state else None
+
+
+def flow_restore_into(flow: Flow, ts: str, target: str | None, soak: float, timeout: float) -> Outcome:
+    """verify -> safety backup -> stop -> restore -> keep-halt -> (switch) -> start -> gate. A restore never changes
+    the trading state: a HALTED host is halted again in the restored journal before anything starts. A failure
+    puts the safety backup back and starts the service as it was."""
+    if not is_backup_id(ts):
+        raise Failure(f"not a backup timestamp: {ts!r} (expected YYYYmmddTHHMMSSZ)", EXIT_REFUSED)
+    src = L.backup_dir / ts
+    if not src.is_dir():
+        raise Failure(f"no backup {ts} on this host (see `invoke backups`)", EXIT_REFUSED)
+    flow.detail["backup"] = ts
+    with flow.step("verify"):
+        try:
+            info = verify_backup(src)
+        except Failure as exc:
+            raise Failure(f"{exc} (the backup is damaged; nothing was stopped)", EXIT_REFUSED) from None
+    before_state = trading_state_now()
+    flow.detail["trading_state_before"] = before_state
+    with flow.step("safety-backup"):
+        safety = make_backup(L.keep_backups + 1)["backup"]
+        flow.detail["safety_backup"] = safety
+    previous = current_release()
+    mode_before = configured_mode()
+    try:
+        with flow.step("stop"):
+            stop_service()
+        with flow.step("restore"):
+            flow.detail["restored"] = restore_files(src, info)
+        with flow.step("keep-halt"):
+            if before_state == "HALTED":
+                halt_direct(flow, f"restore of {ts}: the host was HALTED before it; the emergency stop stays")
+        if target is not None:
+            outcome = activate(flow, target, configured_mode(), soak, timeout)
+            return outcome
+        with flow.step("start"):
+            start_service()
+        with flow.step("gate"):
+            flow.detail["health"] = health_gate(configured_mode(), soak, timeout)
+    except Failure as exc:
+        with contextlib.suppress(Failure, OSError):
+            stop_service()
+            restore_files(L.backup_dir / safety, verify_backup(L.backup_dir / safety))
+            if previous and current_release() != previous:
+                switch_current(previous)
+            start_service()
+            health_gate(mode_before, 0, timeout)
+        raise Failure(f"restore of {ts} failed ({exc}); put back the pre-restore state ({safety})") from None
+    return Outcome("ok", EXIT_OK, f"restored backup {ts} (checksums verified; pre-restore backup {safety})")
+
+
+def flow_restore(flow: Flow, args: argparse.Namespace) -> Outcome:
+    return flow_restore_into(flow, str(args.backup), None, args.soak, args.timeout)
+
+
+def halt_direct(flow: Flow, reason: str) -> None:
+    """Service stopped: HALTED written to the journal (and open entry orders cancelled) by the current release."""
+    result = run([helios_cli(), "emergency-stop", "--direct", "--json", "--reason", reason, "--actor", flow.who],
+                 timeout=60)
+    fix_state_ownership()
+    if not json_out(result):
+        raise Failure(f"could not re-apply the emergency stop: {last_line(result)}")
+
+
+def flow_backup(flow: Flow, args: argparse.Namespace) -> Outcome:
+    with flow.step("backup"):
+        data = make_backup(args.keep)
+    flow.detail.update(backup=data["backup"], release=data["release"])
+    return Outcome("ok", EXIT_OK, f"backup {data['backup']} verified (release {data['release']})")
+
+
+def flow_estop(flow: Flow, args: argparse.Namespace) -> Outcome:
+    """Through the service's API; if it does not confirm, straight to the exchange and journal, then stop the unit.
+    Never waits for the deploy lock."""
+    started = time.monotonic()
+    reason, who = str(args.reason), flow.who
+    with flow.step("api"):
+        code, data = api_post("/api/emergency-stop", {"reason": reason, "actor": who[:100]}, timeout=40)
+    path = "api"
+    if code != 200 or not data:
+        path = "direct"
+        data = {}
+        flow.detail["api_error"] = f"/api/emergency-stop answered {code or 'nothing'}"
+        with flow.step("direct"):
+            direct = run([helios_cli(), "emergency-stop", "--direct", "--json", "--reason", reason, "--actor", who],
+                         timeout=60)
+            data = json_out(direct)
+            run(["systemctl", "stop", L.unit], timeout=60)
+            fix_state_ownership()
+        if not data:
+            raise Failure(f"emergency stop FAILED on both paths (api: {flow.detail['api_error']}; direct: "
+                          f"{last_line(direct)}); unit stopped")
+    report = {
+        "path": path, "trading_state": data.get("trading_state"), "orders_cancelled": data.get("orders_cancelled"),
+        "open_orders_remaining": data.get("open_orders_remaining"),
+        "zero_open_orders_confirmed": bool(data.get("zero_open_orders_confirmed")),
+        "open_positions": data.get("open_positions", []), "unit_stopped": path == "direct",
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    flow.detail.update(report)
+    if not report["zero_open_orders_confirmed"]:
+        return Outcome("incomplete", EXIT_FAILED, f"{report['trading_state']} via {path}, but open orders remaining "
+                                                  f"{report['open_orders_remaining']} (NOT confirmed zero)")
+    return Outcome("ok", EXIT_OK, f"{report['trading_state']} via {path}; orders cancelled "
+                                  f"{report['orders_cancelled']}, zero open orders confirmed")
+
+
+def flow_resume(flow: Flow, args: argparse.Namespace) -> Outcome:
+    reason, who = str(args.reason), flow.who
+    with flow.step("resume"):
+        result = run([helios_cli(), "resume", "--json", "--reason", reason, "--actor", who], timeout=30)
+        path = "api"
+        if result.returncode != 0 and unit_prop("ActiveState") != "active":
+            path = "direct"
+            result = run([helios_cli(), "resume", "--direct", "--json", "--reason", reason, "--actor", who],
+                         timeout=30)
+            fix_state_ownership()
+    if result.returncode != 0:
+        raise Failure(f"resume failed: {last_line(result)}")
+    if path == "direct":
+        with flow.step("start"):
+            start_service()
+            health_gate(configured_mode(), 0, args.timeout)
+    data = json_out(result)
+    flow.detail.update(path=path, previous=data.get("previous"), trading_state=data.get("trading_state"))
+    return Outcome("ok", EXIT_OK, f"{data.get('previous')} -> {data.get('trading_state')} (via {path})")
+
+
+def flow_mode(flow: Flow, args: argparse.Namespace) -> Outcome:
+    """read -> (LIVE->PAPER: estop) -> candidate -> (LIVE: audit, confirmation) -> write -> restart -> gate; a mode
+    that does not come up puts the previous env file back and restarts in it."""
+    mode = str(args.mode)
+    before = configured_mode()
+    old = env_text()
+    new = rewrite_mode(old, mode)
+    flow.detail.update({"from": before, "to": mode, "diff": masked_diff(old, new)})
+    if mode == "PAPER" and before == "LIVE":
+        with flow.step("estop"):
+            result = run([helios_cli(), "emergency-stop", "--json", "--reason", "switching to PAPER", "--actor",
+                          flow.who], timeout=30)
+            flow.detail["emergency_stop"] = json_out(result)
+    if mode == "LIVE":
+        with flow.step("audit"):
+            candidate = L.env_file.with_name(f".{L.env_file.name}.candidate")
+            write_text_atomic(candidate, new, mode=0o600)
+            try:
+                result = run([helios_cli(), "audit", "--env-file", str(candidate)], timeout=120)
+            finally:
+                candidate.unlink(missing_ok=True)
+            flow.detail["audit"] = (result.stdout + result.stderr).splitlines()[-40:]
+            if result.returncode != 0:
+                fails = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("FAIL")]
+                raise Failure(f"to-live refused: helios audit failed ({'; '.join(fails) or last_line(result)})",
+                              EXIT_REFUSED)
+        if args.preflight:
+            return Outcome("ok", EXIT_OK, "to-live preflight passed (nothing changed)")
+        if not args.confirmed:
+            raise Failure("to-live refused: not confirmed by the operator", EXIT_REFUSED)
+    if old == new:
+        with flow.step("gate"):
+            flow.detail["health"] = health_gate(mode, 0, args.timeout)
+        return Outcome("ok", EXIT_OK, f"already {mode}; nothing changed")
+    backup = L.env_file.with_name(f"{L.env_file.name}.{now_utc().strftime(TS_FORMAT)}.bak")
+    try:
+        with flow.step("write"):
+            shutil.copy2(L.env_file, backup)
+            write_text_atomic(L.env_file, new, mode=0o600)
+            flow.detail["previous_file"] = str(backup)
+        with flow.step("restart"):
+            stop_service()
+            start_service()
+        with flow.step("gate"):
+            flow.detail["health"] = health_gate(mode, args.soak, args.timeout)
+    except Failure as exc:
+        with contextlib.suppress(Failure, OSError):
+            write_text_atomic(L.env_file, old, mode=0o600)
+            stop_service()
+            start_service()
+            health_gate(before, 0, args.timeout)
+        raise Failure(f"switch to {mode} failed ({exc}); the previous env file ({before}) is back") from None
+    stop = flow.detail.get("emergency_stop") or {}
+    left = ""
+    if stop:
+        positions = ", ".join(f"{p.get('pair')} {p.get('quantity')}" for p in stop.get("open_positions", [])) or "none"
+        left = (f"; LIVE emergency stop: {stop.get('orders_cancelled')} order(s) cancelled, "
+                f"{stop.get('open_orders_remaining')} open order(s) remaining; positions still open: {positions}")
+    return Outcome("ok", EXIT_OK, f"now {mode} (was {before}){left}")
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    run: Callable[[Flow, argparse.Namespace], Outcome]
+    event: str
+    takes_lock: bool
+    add_args: Callable[[argparse.ArgumentParser], None]
+    #: run in the process SSH started (SIGHUP ignored: a dropped link does not stop it) instead of a systemd unit:
+    #: for the emergency stop and resume, where a unit's start-up would cost more than the flow
+    inline: bool = False
+
+
+def _args_deploy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--release", required=True)
+    p.add_argument("--python", default="/usr/bin/python3")
+    p.add_argument("--soak", type=float, default=1.0)
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--keep", type=int, default=L.keep_releases)
+
+
+def _args_rollback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--to", default=None)
+    p.add_argument("--restore-backup", default=None)
+    p.add_argument("--soak", type=float, default=0.5)
+    p.add_argument("--timeout", type=float, default=60.0)
+
+
+def _args_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", required=True, choices=["PAPER", "LIVE"])
+    p.add_argument("--preflight", action="store_true")
+    p.add_argument("--confirmed", action="store_true")
+    p.add_argument("--soak", type=float, default=1.0)
+    p.add_argument("--timeout", type=float, default=60.0)
+
+
+def _args_restore(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backup", required=True)
+    p.add_argument("--soak", type=float, default=0.5)
+    p.add_argument("--timeout", type=float, default=60.0)
+
+
+def _args_backup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep", type=int, default=L.keep_backups)
+
+
+def _args_reason(required: bool) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--reason", required=required, default=None if required else "emergency stop")
+        p.add_argument("--timeout", type=float, default=60.0)
+
+    return add
+
+
+#: The dispatch table: flow name -> its one function, audit event and arguments.
+FLOWS: dict[str, FlowSpec] = {
+    "deploy": FlowSpec(flow_deploy, "deploy", True, _args_deploy),
+    "rollback": FlowSpec(flow_rollback, "rollback", True, _args_rollback),
+    "mode": FlowSpec(flow_mode, "mode_switch", True, _args_mode),
+    "restore": FlowSpec(flow_restore, "restore", True, _args_restore),
+    "backup": FlowSpec(flow_backup, "backup", True, _args_backup),
+    "estop": FlowSpec(flow_estop, "emergency_stop", False, _args_reason(required=False), inline=True),
+    "resume": FlowSpec(flow_resume, "resume", False, _args_reason(required=True), inline=True),
+}
+
+#: Each flow's steps, as ``--check`` prints them (the names are the pause points the tests use).
+FLOW_STEPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "deploy": (
+        ("lock", "take the deploy lock (refused and audited when held; a dead holder is named as dead)"),
+        ("clean", "remove half-built releases and uploads left by runs that died"),
+        ("backup", "verified backup: journals (SQLite online backup), env file, release id, SHA256SUMS"),
+        ("install", "offline virtualenv of the uploaded wheel (pip --no-index, the host's wheelhouse)"),
+        ("check-config", "helios check-config of the new release against the host's env (old one still running)"),
+        ("stop", "block new entries for what starts next, stop the old service (process and state lock gone)"),
+        ("switch", "switch current atomically (symlink + rename)"),
+        ("start", "start helios.service: the new release runs with new entries blocked"),
+        ("gate", "health gate: /api/health ok, mode, heartbeat fresh, soak"),
+        ("promote", "promote: new entries allowed, last good = the new release"),
+        ("prune", "prune releases (keep the newest good ones; BAD ones do not count)"),
+        ("audit", "one audit line, the lock released, whatever happened"),
+    ),
+    "rollback": (
+        ("lock", "take the deploy lock"),
+        ("target", "previous good release (or --to); a target that cannot start is marked BAD"),
+        ("stop", "block new entries, stop the service"),
+        ("switch", "switch current"),
+        ("start", "start, new entries blocked"),
+        ("gate", "health gate"),
+        ("promote", "promote"),
+        ("audit", "one audit line, the lock released"),
+    ),
+    "mode": (
+        ("lock", "take the deploy lock"),
+        ("estop", "LIVE -> PAPER: emergency stop first"),
+        ("audit", "-> LIVE: helios audit of the candidate env; refused unless it passes and the host is confirmed"),
+        ("write", "change only TRADING_MODE and ENABLE_PAPER_TRADING (previous file kept)"),
+        ("restart", "restart the service"),
+        ("gate", "health gate in the new mode (failure: the previous env file goes back)"),
+    ),
+    "restore": (
+        ("lock", "take the deploy lock"),
+        ("verify", "verify the backup's checksums and row counts (nothing stopped yet)"),
+        ("safety-backup", "a verified backup of the state now"),
+        ("stop", "stop the service"),
+        ("restore", "journals and env from the backup, checksums re-read"),
+        ("keep-halt", "a HALTED host stays HALTED (the halt is written again into the restored journal)"),
+        ("start", "start the service"),
+        ("gate", "health gate (failure: the safety backup goes back, the service restarts as it was)"),
+    ),
+    "backup": (("backup", "verified backup"),),
+    "estop": (("api", "emergency stop through the local API"),
+              ("direct", "if the API did not confirm: straight to the exchange and journal, unit stopped")),
+    "resume": (("resume", "authenticated resume (direct when the service is down)"),),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runner: start (operator side), run (the detached unit), follow (reattach), boot-check
+# ----------------------------------------------------------------------------------------------------------------
+def flow_parser(name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"helios-deployctl start {name}")
+    FLOWS[name].add_args(p)
+    return p
+
+
+def run_flow(flow_id: str) -> int:
+    """What ``helios-flow-<id>`` runs: lock, the flow, one audit line, unlock -- whatever happens."""
+    os.umask(0o022)  # releases are world-readable; secrets and backups set their own modes
+    record = read_flow(flow_id)
+    flow = Flow(record)
+    spec = FLOWS[flow.name]
+    args = flow_parser(flow.name).parse_args(record["argv"])
+    me = os.getpid()
+    record.update(state="running", pid=me, pid_start=process_start_time(me))
+    flow.save()
+    locked = False
+    outcome: Outcome
+    try:
+        if spec.takes_lock:
+            flow.checkpoint("lock")
+            acquire_lock({"flow_id": flow.id, "flow": flow.name, "pid": me, "pid_start": record["pid_start"],
+                          "who": flow.who, "what": f"{flow.name} {' '.join(record['argv'])}".strip(),
+                          "why": record.get("why", ""), "at": iso(), "epoch": time.time()})
+            locked = True
+        outcome = spec.run(flow, args)
+    except Failure as exc:
+        result = {EXIT_LOCKED: "locked", EXIT_REFUSED: "refused"}.get(exc.code, "failed")
+        flow.detail.update(exc.detail)
+        outcome = Outcome(result, exc.code, str(exc) + ("; nothing was changed" if result != "failed" else ""))
+    except Exception as exc:  # a bug must still end in an audit line and a free lock
+        outcome = Outcome("failed", EXIT_FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        if locked:
+            release_lock(flow.id)
+    try:
+        flow.checkpoint("audit")
+        audit(spec.event, outcome.result, flow.who, flow_id=flow.id, reason=record.get("why", ""),
+              message=outcome.message,
+              **{k: v for k, v in flow.detail.items() if k not in ("journal_tail", "audit", "health")})
+    finally:
+        record.update(state=outcome.result if outcome.result in FINAL_STATES else "failed", code=outcome.code,
+                      result=outcome.result, message=outcome.message, ended_at=iso(), host_now=host_now())
+        flow.save()
+        prune_flow_records()
+    return outcome.code
+
+
+def prune_flow_records() -> None:
+    ids = sorted(p.stem for p in L.flow_dir.glob("*.json") if is_flow_id(p.stem))
+    for old in ids[: max(0, len(ids) - L.keep_flows)]:
+        (L.flow_dir / f"{old}.json").unlink(missing_ok=True)
+
+
+def flow_process_alive(record: Mapping[str, Any]) -> bool:
+    if record.get("state") == "starting":
+        unit = f"{L.flow_unit_prefix}{record.get('flow_id')}.service"
+        return unit_prop("ActiveState", unit) in ("active", "activating")
+    return owner_alive(record)
+
+
+def follow(flow_id: str, quiet: bool = False) -> int:
+    """Print the flow's steps as they happen and its outcome; a flow whose process died is reported as such."""
+    printed = 0
+    while True:
+        record = read_flow(flow_id)
+        steps = record.get("steps", [])
+        for entry in steps[printed:]:
+            if not quiet:
+                say(f"step {entry['step']:<14} {'ok' if entry.get('ok') else 'FAILED'} {entry.get('seconds', 0):6.2f}s"
+                    + ("" if entry.get("ok") else f": {entry.get('error')}"))
+        printed = len(steps)
+        if record.get("state") in FINAL_STATES:
+            break
+        if not flow_process_alive(record):
+            time.sleep(0.2)  # the final write may be racing the check
+            record = read_flow(flow_id)
+            if record.get("state") not in FINAL_STATES:
+                record.update(state="interrupted", code=EXIT_FAILED,
+                              message=f"the flow process died at step '{record.get('step')}'")
+                break
+        time.sleep(0.05)
+    now = host_now()
+    code = int(record.get("code", EXIT_FAILED))
+    print(json.dumps({"ok": code == EXIT_OK, "code": code, "flow_id": flow_id, "flow": record.get("flow"),
+                      "state": record.get("state"), "step": record.get("step"), "message": record.get("message"),
+                      "detail": record.get("detail", {}), "host_now": now,
+                      "line": final_line(record, now)}, default=str))
+    return code
+
+
+def start(name: str, argv: Sequence[str], who: str, why: str, detach: bool, flow_id: str | None = None) -> int:
+    """Validate, write the flow record, run the flow as a transient unit, follow it. The operator may choose the
+    flow id (to reattach by id after a dropped link); an id that exists is followed, never started twice."""
+    flow_parser(name).parse_args(list(argv))  # bad input: one line, exit 2, nothing started
+    if flow_id and flow_path(flow_id).exists():
+        say(f"flow {flow_id} exists already: following it")
+        return follow(flow_id)
+    flow_id = flow_id or new_flow_id(now_utc(), secrets.token_hex(4))
+    record: dict[str, Any] = {"flow_id": flow_id, "flow": name, "argv": list(argv), "who": who, "why": why,
+                              "state": "starting", "started_at": iso(), "steps": [], "detail": {}}
+    write_json_atomic(flow_path(flow_id), record)
+    if FLOWS[name].inline:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        code = run_flow(flow_id)
+        with contextlib.suppress(OSError):
+            return follow(flow_id, quiet=True)
+        return code
+    unit = f"{L.flow_unit_prefix}{flow_id}"
+    result = run(["systemd-run", "--unit", unit, "--collect", "--quiet", "--description",
+                  f"helios {name} flow {flow_id}", "--property", "KillMode=mixed", sys.executable, str(L.helper),
+                  "run", flow_id], timeout=30)
+    if result.returncode != 0:
+        record.update(state="failed", code=EXIT_FAILED, message=f"could not start the flow unit: {last_line(result)}")
+        write_json_atomic(flow_path(flow_id), record)
+        audit(FLOWS[name].event, "failed", who, flow_id=flow_id, message=record["message"])
+    if detach:
+        print(json.dumps({"ok": True, "flow_id": flow_id, "unit": unit}))
+        return EXIT_OK
+    say(f"flow {flow_id} ({name}) runs on the host as {unit}; reattach: helios-deployctl follow {flow_id}")
+    return follow(flow_id)
+
+
+def boot_check() -> dict[str, Any]:
+    """ExecStartPre of helios.service (as root): a release that never passed its gate, with no live flow to finish
+    it, goes back to the last good one before anything trades; the interrupted flow is closed (audit, lock)."""
+    owner = read_lock()
+    alive = owner is not None and owner_alive(owner)
+    cur, good = current_release(), last_good()
+    target = boot_recovery_plan(cur, good, promoted(), alive)
+    report: dict[str, Any] = {"current": cur, "last_good": good, "action": "none"}
+    if target is not None and can_start(target):
+        if target != cur:
+            if cur is not None:
+                mark_bad(cur, "the host restarted before its gate passed")
+            switch_current(target)
+            report["action"] = f"switched back to {target}"
+        else:
+            report["action"] = f"promoted {target} again"
+        write_text_atomic(L.promoted_file, target + "\n")
+    if owner is not None and not alive:
+        flow_id = str(owner.get("flow_id", ""))
+        record: dict[str, Any] = {}
+        with contextlib.suppress(Failure):
+            record = read_flow(flow_id)
+        if record and record.get("state") not in FINAL_STATES:
+            message = (f"interrupted at step '{record.get('step')}' (host restarted); "
+                       + (f"back on the last good release {target}" if target else f"running {cur}"))
+            spec = FLOWS.get(str(record.get("flow")))
+            audit(spec.event if spec else "flow", "interrupted", str(record.get("who", "?")), flow_id=flow_id,
+                  message=message, release=cur)
+            record.update(state="interrupted", code=EXIT_FAILED, result="interrupted", message=message,
+                          ended_at=iso())
+            write_json_atomic(flow_path(flow_id), record)
+            release_lock(flow_id)
+            report["closed_flow"] = flow_id
+    return report
+
+
+def first_release(rid: str, upload: str, python: str, who: str) -> dict[str, Any]:
+    """Provisioning: a host without a release gets this one, current and promoted (the service is not running)."""
+    if current_release() is not None:
+        return {"installed": False, "current": current_release()}
+    if not is_flow_id(upload):
+        raise Failure(f"not an upload id: {upload!r}", EXIT_REFUSED)
+    remove_half_built(keep_incoming=upload)
+    try:
+        install_release(rid, L.incoming_dir / upload, python, who)
+    finally:
+        shutil.rmtree(L.incoming_dir / upload, ignore_errors=True)
+    switch_current(rid)
+    promote(rid)
+    return {"installed": True, "current": rid}
+
+
+def status() -> dict[str, Any]:
+    result = run([helios_cli(), "status", "--json"], timeout=20)
+    service = json_out(result)
+    last_flow: dict[str, Any] | None = None
+    latest = latest_flow_id()
+    if latest:
+        with contextlib.suppress(Failure):
+            rec = read_flow(latest)
+            last_flow = {k: rec.get(k) for k in ("flow_id", "flow", "state", "step", "message", "who", "started_at",
+                                                 "ended_at", "paused_at")}
+    return {
+        "host": socket.gethostname(), "release": current_release(), "last_good": last_good(),
+        "promoted": promoted(), "unit": unit_prop("ActiveState"), "configured_mode": configured_mode(),
+        "service": service, "service_error": "" if service else last_line(result),
+        "lock": lock_status(), "last_flow": last_flow, "host_now": host_now(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="helios-deployctl")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    who = os.environ.get("HELIOS_ACTOR") or os.environ.get("SUDO_USER") or "root"
+    s = sub.add_parser("start", help="start a flow on this host and follow it")
+    s.add_argument("flow", choices=sorted(FLOWS))
+    s.add_argument("--who", default=who)
+    s.add_argument("--why", default="")
+    s.add_argument("--detach", action="store_true")
+    s.add_argument("--flow-id", default=None)
+    r = sub.add_parser("run", help="(the flow unit) run a recorded flow")
+    r.add_argument("flow_id")
+    f = sub.add_parser("follow", help="reattach to a flow (default: the latest)")
+    f.add_argument("flow_id", nargs="?")
+    pl = sub.add_parser("plan", help="the steps a flow would run (--check)")
+    pl.add_argument("flow", choices=sorted(FLOWS))
+    lk = sub.add_parser("lock")
+    lk.add_argument("lock_action", choices=["status", "break"])
+    lk.add_argument("--who", default=who)
+    lk.add_argument("--why", default="")
+    for name in ("status", "releases", "backups", "boot-check"):
+        sub.add_parser(name)
+    bk = sub.add_parser("backup", help="(the hourly timer) a verified backup, no lock")
+    bk.add_argument("--keep", type=int, default=L.keep_backups)
+    bk.add_argument("--who", default=who)
+    fr = sub.add_parser("first-release", help="(provisioning) install the uploaded release as the first one")
+    fr.add_argument("--release", required=True)
+    fr.add_argument("--upload", required=True)
+    fr.add_argument("--python", default="/usr/bin/python3")
+    fr.add_argument("--who", default=who)
+    vb = sub.add_parser("verify-backup")
+    vb.add_argument("backup")
+    return p
+
+
+def query(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    handlers: dict[str, Callable[[], dict[str, Any]]] = {
+        "status": status,
+        "releases": lambda: {"releases": list_releases(), "current": current_release(), "last_good": last_good()},
+        "backups": lambda: {"backups": list_backups()},
+        "boot-check": boot_check,
+        "plan": lambda: {"flow": args.flow, "steps": flow_steps_text(args.flow)},
+        "lock": lambda: lock_status() if args.lock_action == "status" else break_lock(args.who, args.why),
+    }
+    if args.cmd == "backup":
+        return EXIT_OK, make_backup(args.keep)
+    if args.cmd == "first-release":
+        return EXIT_OK, first_release(args.release, args.upload, args.python, args.who)
+    if args.cmd == "verify-backup":
+        if not is_backup_id(args.backup):
+            raise Failure(f"not a backup timestamp: {args.backup!r}", EXIT_REFUSED)
+        return EXIT_OK, verify_backup(L.backup_dir / args.backup)
+    return EXIT_OK, handlers[args.cmd]()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    flow_args: list[str] = []
+    if words[:1] == ["start"] and "--" in words:  # start FLOW [options] -- FLOW ARGUMENTS (kept as data)
+        cut = words.index("--")
+        words, flow_args = words[:cut], words[cut + 1 :]
+    args = build_parser().parse_args(words)
+    if os.geteuid() != 0:
+        print(json.dumps({"ok": False, "error": "helios-deployctl must run as root"}))
+        return EXIT_REFUSED
+    try:
+        if args.cmd == "start":
+            return start(args.flow, flow_args, args.who, args.why, args.detach, args.flow_id)
+        if args.cmd == "run":
+            return run_flow(args.flow_id)
+        if args.cmd == "follow":
+            flow_id = args.flow_id or latest_flow_id()
+            if flow_id is None:
+                raise Failure("no flow has run on this host", EXIT_REFUSED)
+            return follow(flow_id)
+        code, data = query(args)
+    except Failure as exc:
+        if args.cmd == "boot-check":  # never keep the service from starting
+            say(f"helios-deployctl boot-check: {exc}")
+            return EXIT_OK
+        print(json.dumps({"ok": False, "error": str(exc), "code": exc.code, **exc.detail}, default=str))
+        say(f"helios-deployctl {args.cmd}: {exc}")
+        return exc.code
+    print(json.dumps({"ok": code == EXIT_OK, "code": code, **data}, default=str))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
