@@ -298,7 +298,7 @@ def _open_existing_journal(settings: Settings) -> Journal:
 
 # --- rollout (issue 12): report windows, ramp, attest ------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from helios.report import build_report, render_report, starting_capital
+    from helios.report import build_report, redflag_config, render_report, stage_config, starting_capital
 
     settings = _settings(args)
     if args.restarts < 0:
@@ -315,7 +315,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         report = build_report(journal, window_name=args.window, now=until,
                               capital_zar=starting_capital(journal, settings.helios_paper_starting_zar),
-                              restarts=args.restarts)
+                              restarts=args.restarts, stage_cfg=stage_config(settings),
+                              flag_cfg=redflag_config(settings))
     finally:
         journal.close()
     if args.save_dir is not None:
@@ -356,8 +357,8 @@ def _alert_report(settings: Settings, report: dict[str, Any]) -> None:
 
 
 def cmd_ramp(args: argparse.Namespace) -> int:
-    from helios.report import ramp_facts
-    from helios.stages import Accept, RampFacts, StageConfig, current_stage, ramp_decision
+    from helios.report import ramp_facts, redflag_config, stage_config
+    from helios.stages import Accept, RampFacts, current_stage, ramp_decision
 
     settings = _settings(args)
     if not args.reason.strip():
@@ -372,9 +373,10 @@ def cmd_ramp(args: argparse.Namespace) -> int:
     journal = _open_existing_journal(settings)
     try:
         now = datetime.now(UTC)
-        cfg = StageConfig()
+        cfg = stage_config(settings)
         stage = current_stage([(limit, at) for limit, at, _, _ in journal.capital_stages()])
-        facts = RampFacts() if stage is None else ramp_facts(journal, stage, now, restarts=args.restarts, cfg=cfg)
+        facts = RampFacts() if stage is None else ramp_facts(journal, stage, now, restarts=args.restarts, cfg=cfg,
+                                                             flag_cfg=redflag_config(settings))
         decision = ramp_decision(stage=stage, to_zar=to_zar, now=now, facts=facts, cfg=cfg)
         if not isinstance(decision, Accept):
             data = {"accepted": False, "to_zar": str(to_zar), "refused": [
@@ -584,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- rollout (issue 12) ---
     p = add("report", "success metrics and red flags over a window (non-zero exit when a threshold fails)")
     p.add_argument("--window", choices=["day", "week", "month"], default="week")
-    p.add_argument("--restarts", type=int, default=0, help="service restarts in the window (systemd NRestarts)")
+    p.add_argument("--restarts", type=int, default=0, help="restarts to add to the unclean ones the journal shows")
     p.add_argument("--until", default=None, help="end the window at this ISO 8601 time (default: now)")
     p.add_argument("--save-dir", type=Path, default=None, help="also store the report (JSON) in this directory")
     p.add_argument("--alert", action="store_true", help="send the report's summary through ALERT_URLS")
@@ -592,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ramp", "move to another capital stage (refused unless the current stage earned it)")
     p.add_argument("--to", required=True, help="the new stage's capital in ZAR")
     p.add_argument("--reason", required=True)
-    p.add_argument("--restarts", type=int, default=0, help="service restarts during the stage (systemd NRestarts)")
+    p.add_argument("--restarts", type=int, default=0, help="restarts to add to the unclean ones the journal shows")
     p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
     p.set_defaults(func=cmd_ramp)
     p = add("attest", "record a sign-off (code-review, emergency-contacts, manual-test-trade, weekly-review, ...)")

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from helios.attest import missing_signoffs
+from helios.config import Settings
 from helios.journal import Journal
 from helios.metrics import (
     JOHANNESBURG,
@@ -130,11 +131,32 @@ def collect_window_facts(journal: Journal, window: Window, *, restarts: int = 0,
     )
 
 
+def _unknown_fills(journal: Journal, window: Window) -> int:
+    """Fills on the account nobody journaled, first seen in the window; trades from before go-live (the capital
+    baseline) are history for ``helios capital classify-history``, not a red flag."""
+    seen = [str(e["detail"].get("trade_id")) for e in journal.events_between(("unknown_fill",), window.start,
+                                                                             window.end)]
+    baseline = journal.baseline_at()
+    history = set() if baseline is None or not seen else journal.foreign_fill_ids_traded_before(baseline)
+    return sum(1 for trade_id in seen if trade_id not in history)
+
+
+def since_last_resume(journal: Journal, window: Window) -> datetime:
+    """The window's start, or the last resume in it if later (red flags count from there)."""
+    resumes = journal.events_between(("resume",), window.start, window.end)
+    return datetime.fromisoformat(resumes[-1]["at"]) if resumes else window.start
+
+
 def red_flag_facts(journal: Journal, window: Window, *, restarts: int = 0) -> RedFlagFacts:
     """Facts for the red-flag rules over ``window``, counted from the last resume if that is later (an operator
-    who resumed after reviewing a flag is not halted again by the same history)."""
-    resumes = journal.events_between(("resume",), window.start, window.end)
-    since = Window(datetime.fromisoformat(resumes[-1]["at"]) if resumes else window.start, window.end)
+    who resumed after reviewing a flag is not halted again by the same history).
+
+    Restarts for ``repeated_crashes``: starts of the service that followed a start with no clean shutdown between
+    them (the previous run died: crash, kill -9, watchdog, OOM), plus ``restarts`` given by the caller (e.g.
+    systemd's ``NRestarts`` read by an operator). The service journals its own ``start`` at boot and ``shutdown``
+    on SIGTERM, so this counts what ``NRestarts`` counts for a crashing unit, survives ``systemctl restart``
+    resetting that counter, and does not count deploys or clean restarts."""
+    since = Window(since_last_resume(journal, window), window.end)
     equity = _equity(journal, since)
     today = window.end.astimezone(JOHANNESBURG).date()
     days = daily_pnl(equity)
@@ -146,8 +168,25 @@ def red_flag_facts(journal: Journal, window: Window, *, restarts: int = 0) -> Re
         balance_mismatch_streak=_mismatch_streak(journal, since),
         failed_or_lost_orders=_failed_orders(journal, since),
         unknown_orders=len(reconciliations[-1]["detail"].get("unknown_orders", [])) if reconciliations else 0,
-        unknown_fills=len(journal.events_between(("unknown_fill",), since.start, since.end)),
-        restarts=restarts,
+        unknown_fills=_unknown_fills(journal, since),
+        restarts=restarts + _crashes(journal, since),
+    )
+
+
+def stage_config(settings: Settings) -> StageConfig:
+    """The capital stages and minimum times the operator configured (HELIOS_CAPITAL_STAGES_ZAR, _STAGE_MIN_HOURS)."""
+    return StageConfig(steps=settings.capital_stages, min_times=settings.stage_min_times)
+
+
+def redflag_config(settings: Settings) -> RedFlagConfig:
+    """The red-flag limits the operator configured (HELIOS_REDFLAG_*, MAX_DAILY_LOSS_ZAR)."""
+    return RedFlagConfig(
+        min_trades_for_win_rate=settings.helios_redflag_min_trades,
+        min_win_rate_pct=settings.helios_redflag_win_rate_pct,
+        losing_days=settings.helios_redflag_losing_days,
+        failed_orders=settings.helios_redflag_failed_orders,
+        restarts=settings.helios_redflag_restarts,
+        max_daily_loss_zar=settings.max_daily_loss_zar,
     )
 
 
