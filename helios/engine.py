@@ -69,6 +69,7 @@ from helios.reconcile import (
     unknown_open_orders,
 )
 from helios.redflags import RedFlagLatch, act_on_red_flags, evaluate_red_flags
+from helios.shadow import ShadowBook, ShadowTee
 from helios.strategy import Strategy, StrategyContext
 
 log = logging.getLogger("helios.engine")
@@ -186,6 +187,7 @@ class Engine:
         self._act_on_red_flags(now)  # rollout: the plan's red flags halt (or reduce) and alert
         self._expire_entries(now)
         self._check_exits(now)
+        self._feed_shadow()  # rollout: the paper shadow gets this tick's prices and the strategy's signals
         self._run_strategy()
         self.journal.touch(now)  # raises if the journal is not writable: no heartbeat then
         self._record_rollout_facts(now)  # rollout: heartbeat history, marked equity about once a minute
@@ -965,6 +967,19 @@ class Engine:
         entries, _ = self.orders.entry_exposure()  # ZAR per pair: as (1, ZAR) pairs
         return {"stage_applies": limit is not None, "stage_limit_zar": limit, "positions_at_market": positions,
                 "pending_entries": tuple((Decimal(1), zar) for zar in entries.values())}
+
+    shadow: ShadowBook | None = None  # the paper shadow beside LIVE (attached by the service)
+
+    def _feed_shadow(self) -> None:
+        """The shadow sees the prices the engine saw this tick; the strategy's signals reach it through a tee."""
+        if self.shadow is None:
+            return
+        if not isinstance(self.strategy, ShadowTee):
+            self.strategy = ShadowTee(self.strategy, self.shadow)
+        try:
+            self.shadow.tick(self.tickers)
+        except Exception:  # the shadow never stops the real book
+            log.exception("shadow: tick failed")
 
     def red_flags_apply(self) -> bool:
         """LIVE always; PAPER only as a rehearsal (HELIOS_REDFLAG_PAPER=true)."""

@@ -35,10 +35,12 @@ from helios.metrics import (
     daily_pnl,
     evaluate,
     phase_for_stage,
+    slippage_zar,
 )
 from helios.models import OrderStatus
 from helios.reconcile import STARTING_BALANCES_KEY, decode_balances
 from helios.redflags import RedFlag, RedFlagConfig, RedFlagFacts, evaluate_red_flags
+from helios.shadow import BookSummary, ShadowBook
 from helios.stages import CurrentStage, RampFacts, StageConfig, current_stage
 
 WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
@@ -281,6 +283,47 @@ def ramp_facts(journal: Journal, stage: CurrentStage, now: datetime, *, restarts
     signed = [(item, at) for item, _, _, at in journal.signoffs()]
     return RampFacts(checks=checks, red_flags=fired, reconciliation_issues=issues,
                      missing_signoffs=missing_signoffs("ramp", signed, since=stage.entered_at))
+
+
+def live_summary(journal: Journal, window: Window) -> BookSummary:
+    """The LIVE journal's side of the comparison, in the shadow's terms."""
+    fills = [r for r in journal.all_fills() if window.contains(datetime.fromisoformat(r["traded_at"]))]
+    return BookSummary(fills=len(fills), fees_zar=sum((Decimal(r["fee_zar"]) for r in fills), Decimal(0)),
+                       slippage_zar=slippage_zar(_fill_costs(journal, window)),
+                       realised_pnl_zar=sum((Decimal(r["realised_pnl_zar"]) for r in fills), Decimal(0)))
+
+
+def compare_with_shadow(journal: Journal, shadow: ShadowBook, *, window_name: str, now: datetime,
+                        capital_zar: Decimal, alert_pct: Decimal) -> dict[str, Any]:
+    """LIVE against its paper shadow over the window: fills, fees, slippage and realised P&L, and their
+    divergence (LIVE minus shadow). ``passed`` is False when the P&L divergence exceeds ``alert_pct`` of capital."""
+    window = window_ending(window_name, now)
+    live, paper = live_summary(journal, window), shadow.summary(window.start, window.end)
+    pnl_gap = live.realised_pnl_zar - paper.realised_pnl_zar
+    gap_pct = abs(pnl_gap) / capital_zar * 100 if capital_zar > 0 else Decimal(0)
+    return {
+        "window": window_name, "start": window.start.isoformat(), "end": window.end.isoformat(),
+        "live": live.to_json(), "shadow": paper.to_json(),
+        "divergence": {"fills": live.fills - paper.fills,
+                       "fees_zar": str(round(live.fees_zar - paper.fees_zar, 2)),
+                       "slippage_zar": str(round(live.slippage_zar - paper.slippage_zar, 2)),
+                       "realised_pnl_zar": str(round(pnl_gap, 2)),
+                       "pnl_pct_of_capital": str(round(gap_pct, 2))},
+        "alert_pct": str(alert_pct), "capital_zar": str(capital_zar),
+        "passed": gap_pct <= alert_pct,
+    }
+
+
+def render_compare(compare: dict[str, Any]) -> str:
+    rows = [("fills", "fills"), ("fees", "fees_zar"), ("slippage", "slippage_zar"),
+            ("realised P&L", "realised_pnl_zar")]
+    lines = [f"LIVE vs paper shadow, {compare['window']} ({compare['start']} .. {compare['end']})",
+             f"{'':20} {'LIVE':>12} {'shadow':>12} {'divergence':>12}"]
+    lines += [f"{label:20} {compare['live'][key]!s:>12} {compare['shadow'][key]!s:>12} "
+              f"{compare['divergence'][key]!s:>12}" for label, key in rows]
+    lines.append(f"P&L divergence       {compare['divergence']['pnl_pct_of_capital']}% of capital "
+                 f"(alert above {compare['alert_pct']}%): {'pass' if compare['passed'] else 'FAIL'}")
+    return "\n".join(lines)
 
 
 def render_report(report: dict[str, Any]) -> str:

@@ -267,3 +267,16 @@ def test_live_defaults_to_the_first_capital_stage(make_live: Callable[..., LiveR
     assert rig.engine.current_capital_stage() == D(1000)
     record = rig.buy(990_000, qty="0.0011", stop=900_000)  # R1,089
     assert record.status is OrderStatus.REJECTED and (record.error or "").startswith("capital_stage:")
+
+
+def test_the_live_service_runs_the_paper_shadow_beside_it(make_live: Callable[..., LiveRig]) -> None:
+    rig = make_live()
+    shadow = rig.engine.shadow
+    assert shadow is not None, "build_runtime attaches the shadow in LIVE (HELIOS_SHADOW=true by default)"
+    try:
+        assert shadow.exchange.path == rig.settings.helios_state_dir / "shadow-paper.sqlite"
+        assert shadow.exchange.mode is Mode.PAPER
+    finally:
+        shadow.close()
+    off = make_live(HELIOS_SHADOW="false")
+    assert off.engine.shadow is None
