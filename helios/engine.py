@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -37,7 +38,7 @@ from helios.alerts import Alerter
 from helios.config import Settings
 from helios.exchange.base import ExchangeClient
 from helios.exchange.errors import ExchangeError, OrderRejected, OutcomeUnknown
-from helios.journal import Journal, OrderRecord
+from helios.journal import Journal, JournalError, OrderRecord
 from helios.killswitch import Pending, cancel_everything, cancel_open_orders_once, record_cancellations
 from helios.marketdata import MarketData, MarketDataError
 from helios.models import (
@@ -1004,15 +1005,23 @@ class Engine:
                 and inputs == self._red_flag_inputs):
             return
         self._red_flags_at, self._red_flag_inputs = now, inputs
-        cfg = report.redflag_config(self.settings)
         until = now + timedelta(microseconds=1)  # the window includes what this tick journaled at ``now``
         window = report.window_ending("week", until)
-        facts = report.red_flag_facts(self.journal, window)  # restarts: unclean starts in the journal
+        try:
+            facts = report.red_flag_facts(self.journal, window)  # restarts: unclean starts in the journal
+            latched = {str(e["detail"].get("name")) for e in self.journal.events_between(
+                ("red_flag",), report.since_last_resume(self.journal, window), until)}
+        except (JournalError, sqlite3.Error):
+            raise  # the journal itself: the tick fails and health reports it
+        except Exception as exc:  # a bug in the evaluation must not stop exits; it is loud, retried each minute
+            log.exception("red flags: evaluation failed")
+            self.last_error = f"red flags: {type(exc).__name__}: {exc}"
+            self.alerter.send("critical", "Red-flag evaluation failed (retried every minute)",
+                              {"error": self.last_error})
+            return
         # today's loss is the engine's own (the daily-loss gate's number), not one re-derived from snapshots
         facts = replace(facts, todays_loss_zar=self.todays_loss_zar())
-        latch = RedFlagLatch({str(e["detail"].get("name")) for e in self.journal.events_between(
-            ("red_flag",), report.since_last_resume(self.journal, window), until)})
-        new = latch.update(evaluate_red_flags(facts, cfg))
+        new = RedFlagLatch(latched).update(evaluate_red_flags(facts, report.redflag_config(self.settings)))
         for flag in new:
             self.journal.record_event("red_flag", flag.to_json(), now)
             log.critical("red flag %s: %s -> %s", flag.name, flag.reason, flag.action.value)

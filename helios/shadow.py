@@ -84,6 +84,10 @@ class ShadowBook:
         self._conn = connect(exchange.path)
         with transaction(self._conn, self._lock) as cur:
             cur.execute(SCHEMA)
+        positions, effects = self._replay()  # from its own fills: a restart comes back with the same book
+        self._positions = positions
+        self._seen = {fill.trade_id for fill, _, _ in effects}
+        self._cursor: datetime | None = effects[-1][0].traded_at if effects else None
 
     @classmethod
     def open(cls, settings: Settings, *, starting_zar: Decimal, clock: Clock = utcnow) -> ShadowBook:
@@ -112,8 +116,9 @@ class ShadowBook:
         """This tick's prices (resting shadow limits fill), then the shadow's own stop-loss / take-profit exits."""
         for ticker in list(tickers.values()):
             self.exchange.on_market_price(ticker)
+        self._apply_new_fills()
         open_exits = {o.pair for o in self.exchange.open_orders() if o.side is Side.SELL}
-        for pair, position in self.positions().items():
+        for pair, position in list(self._positions.items()):
             mark = tickers.get(pair)
             if mark is None or pair in open_exits:
                 continue
@@ -163,8 +168,28 @@ class ShadowBook:
             effects.append((fill, effect, info))
         return positions, effects
 
+    def _apply_new_fills(self) -> None:
+        """Only the fills since the last one applied (by trade id), in the order the exchange lists them."""
+        orders: dict[str, _OrderInfo] | None = None
+        for fill in self.exchange.fills(self._cursor):
+            if fill.trade_id in self._seen:
+                continue
+            orders = orders if orders is not None else self._orders()
+            info = orders.get(fill.customer_order_id or "")
+            effect = portfolio.apply_fill(self._positions.get(fill.pair), fill,
+                                          stop_loss=None if info is None else info.stop_loss,
+                                          take_profit=None if info is None else info.take_profit,
+                                          exit_quantity=fill.quantity)
+            if effect.position is None:
+                self._positions.pop(fill.pair, None)
+            else:
+                self._positions[fill.pair] = effect.position
+            self._seen.add(fill.trade_id)
+            self._cursor = fill.traded_at
+
     def positions(self) -> dict[str, Position]:
-        return self._replay()[0]
+        self._apply_new_fills()
+        return dict(self._positions)
 
     def summary(self, since: datetime, until: datetime) -> BookSummary:
         _, effects = self._replay()

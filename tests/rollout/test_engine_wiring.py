@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from helios.alerts import Alerter
 from helios.engine import Engine
 from helios.journal import Journal
@@ -297,3 +299,24 @@ def test_no_todo_or_fixme_in_the_trading_code() -> None:
               for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
               if "TODO" in line or "FIXME" in line]
     assert marked == []
+
+
+def test_a_failing_red_flag_evaluation_is_loud_and_does_not_stop_the_tick(make_rig: RigFactory, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = make_rig({"BTCZAR": [1_000_000, 985_000, 960_000, 960_000]}, **FLAGS_ON)
+    alerts = Alerts(rig.engine, tmp_path / "alerts.jsonl")
+    rig.strategy.pending.append(buy(990_000))
+    rig.step(2)  # in a position
+    assert "BTCZAR" in rig.engine.positions
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("bug")
+
+    monkeypatch.setattr("helios.report.red_flag_facts", broken)
+    rig.clock.advance(60)
+    rig.step()  # 960,000: below the stop
+    assert rig.engine.last_heartbeat == rig.clock.now, "the tick completed"
+    assert [o.reason for o in rig.journal.orders() if o.side is Side.SELL] == ["stop_loss"], "exits still run"
+    assert rig.engine.last_error == "red flags: ValueError: bug"
+    assert "Helios critical: Red-flag evaluation failed (retried every minute)" in alerts.titles()
+    alerts.close()

@@ -94,3 +94,16 @@ def test_report_compare_without_a_shadow_says_so(make_rig: RigFactory) -> None:
                             text=True, env=env, check=False, timeout=60)
     assert result.returncode != 0 and "--compare: no paper shadow at" in result.stderr
     assert not shadow_path(rig.settings.helios_state_dir).exists(), "no side effect"
+
+
+def test_a_restarted_shadow_comes_back_with_the_same_book(make_rig: RigFactory) -> None:
+    rig = make_rig({"BTCZAR": [1_000_000, 985_000, 985_000]}, **NO_FEES)
+    shadow = with_shadow(rig)
+    rig.strategy.pending.append(Signal("BTCZAR", Side.BUY, D("0.0005"), D(990_000), D(970_000), D(1_010_000)))
+    rig.step(2)
+    held = shadow.positions()
+    assert held["BTCZAR"].quantity == D("0.0005") and held["BTCZAR"].stop_loss == D(970_000)
+    shadow.close()
+    again = with_shadow(rig)
+    assert again.positions() == held
+    again.close()
