@@ -106,11 +106,52 @@ def check_balances(balances: list[Balance], prices_zar: dict[str, Decimal], cap:
     ]
 
 
+# --- rollout (issue 12): the plan's sign-offs and a delivered test alert ------------------------------------------
+def check_signoffs(settings: Settings) -> Check:
+    """The sign-offs the plan asks a human to make before LIVE (``helios attest ITEM --by NAME``)."""
+    from helios.attest import missing_signoffs
+    from helios.journal import journal_path
+
+    drop_to_state_owner(settings.helios_state_dir)  # as ``_record`` does: files made here stay the service's
+    signed: list[tuple[str, datetime]] = []
+    if journal_path(settings.helios_state_dir, Mode.LIVE).exists():
+        journal = Journal.open(settings.helios_state_dir, Mode.LIVE)
+        try:
+            signed = [(item, at) for item, _, _, at in journal.signoffs()]
+        finally:
+            journal.close()
+    missing = missing_signoffs("to-live", signed)
+    return Check("signoffs", not missing, True, "every to-live sign-off is recorded" if not missing
+                 else f"missing sign-offs: {', '.join(missing)} (helios attest ITEM --by NAME)")
+
+
+def check_test_alert(settings: Settings) -> list[Check]:
+    """Send a test alert to every ALERT_URLS destination now; every one must accept it (none: see ``alerts``)."""
+    from helios.alerts import Alerter, AlertError, parse_alert_urls
+
+    try:
+        urls = parse_alert_urls(None if settings.alert_urls is None else settings.alert_urls.get_secret_value())
+    except AlertError as exc:
+        return [Check("alert_delivered", False, True, str(exc))]
+    if not urls:
+        return []
+    alerter = Alerter(urls, service=f"helios-{settings.mode.value.lower()}")
+    try:
+        result = alerter.test_alert()
+    finally:
+        alerter.close()
+    return [Check("alert_delivered", result.ok, True,
+                  f"test alert delivered to {result.delivered} of {result.destinations} destination(s)"
+                  + (f"; failed: {', '.join(result.failed_schemes)}" if result.failed_schemes else ""))]
+
+
 def run_audit(settings: Settings, *, record: bool = True) -> dict[str, Any]:
     from helios.orchestrator import build_exchange_client
 
     checks: list[Check] = [check_mode(settings), check_api_token(settings), check_alerts(settings),
                            *check_limits(settings)]
+    checks += check_test_alert(settings)  # rollout: a test alert every destination accepted
+    checks.append(check_signoffs(settings))  # rollout: the plan's to-live sign-offs
     balances: list[Balance] = []
     if settings.live_explicitly_enabled:
         client = build_exchange_client(settings)

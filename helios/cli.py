@@ -5,7 +5,7 @@
     helios status [--json]           ask the running service
     helios emergency-stop [--reason R] [--direct]
     helios resume --reason R [--direct]
-    helios report [--window day|week|month] [--restarts N] [--json]
+    helios report [--window day|week|month] [--compare] [--restarts N] [--json]
                                      windowed success metrics and red flags (exit 1 when a threshold fails)
     helios ramp --to ZAR --reason R  next capital stage (refused unless every condition holds)
     helios attest ITEM --by NAME [--note N]   record a sign-off
@@ -298,7 +298,14 @@ def _open_existing_journal(settings: Settings) -> Journal:
 
 # --- rollout (issue 12): report windows, ramp, attest ------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from helios.report import build_report, render_report, starting_capital
+    from helios.report import (
+        build_report,
+        redflag_config,
+        render_compare,
+        render_report,
+        stage_config,
+        starting_capital,
+    )
 
     settings = _settings(args)
     if args.restarts < 0:
@@ -313,17 +320,41 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise CliError("--until: needs a timezone, e.g. 2026-11-24T00:00:00+02:00", EXIT_CONFIG)
     journal = _open_existing_journal(settings)
     try:
-        report = build_report(journal, window_name=args.window, now=until,
-                              capital_zar=starting_capital(journal, settings.helios_paper_starting_zar),
-                              restarts=args.restarts)
+        capital = starting_capital(journal, settings.helios_paper_starting_zar)
+        report = build_report(journal, window_name=args.window, now=until, capital_zar=capital,
+                              restarts=args.restarts, stage_cfg=stage_config(settings),
+                              flag_cfg=redflag_config(settings))
+        human = render_report(report)
+        if args.compare:
+            report["compare"] = _compare_with_shadow(settings, journal, args.window, until, capital)
+            report["passed"] = report["passed"] and report["compare"]["passed"]
+            human += "\n" + render_compare(report["compare"])
     finally:
         journal.close()
     if args.save_dir is not None:
         _save_report(report, args.save_dir, until)
-    _print(report, args.json, render_report(report))
+    _print(report, args.json, human)
     if args.alert:
         _alert_report(settings, report)
     return EXIT_OK if report["passed"] else EXIT_FAILED
+
+
+def _compare_with_shadow(settings: Settings, journal: Journal, window: str, until: datetime,
+                         capital: Decimal) -> dict[str, Any]:
+    """``--compare``: this journal against the paper shadow beside it (``shadow-paper.sqlite``)."""
+    from helios.report import compare_with_shadow
+    from helios.shadow import ShadowBook, shadow_path
+
+    path = shadow_path(settings.helios_state_dir)
+    if not path.exists():
+        raise CliError(f"--compare: no paper shadow at {path} (it runs beside LIVE when HELIOS_SHADOW=true)")
+    drop_to_state_owner(settings.helios_state_dir)
+    shadow = ShadowBook.open(settings, starting_zar=capital)
+    try:
+        return compare_with_shadow(journal, shadow, window_name=window, now=until, capital_zar=capital,
+                                   alert_pct=settings.helios_shadow_alert_pct)
+    finally:
+        shadow.close()
 
 
 def _save_report(report: dict[str, Any], directory: Path, at: datetime) -> None:
@@ -348,6 +379,8 @@ def _alert_report(settings: Settings, report: dict[str, Any]) -> None:
                "trades": report["trades"], "win_rate_pct": report["win_rate_pct"],
                "max_drawdown_pct": report["max_drawdown_pct"], "failed_checks": failing,
                "red_flags": [f["reason"] for f in report["red_flags"]]}
+    if "compare" in report:  # --compare: the paper shadow's divergence, critical past HELIOS_SHADOW_ALERT_PCT
+        summary["shadow_divergence"] = report["compare"]["divergence"]
     alerter.send("info" if report["passed"] else "critical",
                  f"{report['window']} report: {'pass' if report['passed'] else 'FAIL'}", summary)
     alerter.close()
@@ -356,8 +389,8 @@ def _alert_report(settings: Settings, report: dict[str, Any]) -> None:
 
 
 def cmd_ramp(args: argparse.Namespace) -> int:
-    from helios.report import ramp_facts
-    from helios.stages import Accept, RampFacts, StageConfig, current_stage, ramp_decision
+    from helios.report import ramp_facts, redflag_config, stage_config
+    from helios.stages import Accept, RampFacts, current_stage, ramp_decision
 
     settings = _settings(args)
     if not args.reason.strip():
@@ -372,9 +405,10 @@ def cmd_ramp(args: argparse.Namespace) -> int:
     journal = _open_existing_journal(settings)
     try:
         now = datetime.now(UTC)
-        cfg = StageConfig()
+        cfg = stage_config(settings)
         stage = current_stage([(limit, at) for limit, at, _, _ in journal.capital_stages()])
-        facts = RampFacts() if stage is None else ramp_facts(journal, stage, now, restarts=args.restarts, cfg=cfg)
+        facts = RampFacts() if stage is None else ramp_facts(journal, stage, now, restarts=args.restarts, cfg=cfg,
+                                                             flag_cfg=redflag_config(settings))
         decision = ramp_decision(stage=stage, to_zar=to_zar, now=now, facts=facts, cfg=cfg)
         if not isinstance(decision, Accept):
             data = {"accepted": False, "to_zar": str(to_zar), "refused": [
@@ -584,15 +618,16 @@ def build_parser() -> argparse.ArgumentParser:
     # --- rollout (issue 12) ---
     p = add("report", "success metrics and red flags over a window (non-zero exit when a threshold fails)")
     p.add_argument("--window", choices=["day", "week", "month"], default="week")
-    p.add_argument("--restarts", type=int, default=0, help="service restarts in the window (systemd NRestarts)")
+    p.add_argument("--restarts", type=int, default=0, help="restarts to add to the unclean ones the journal shows")
     p.add_argument("--until", default=None, help="end the window at this ISO 8601 time (default: now)")
     p.add_argument("--save-dir", type=Path, default=None, help="also store the report (JSON) in this directory")
     p.add_argument("--alert", action="store_true", help="send the report's summary through ALERT_URLS")
+    p.add_argument("--compare", action="store_true", help="LIVE against its paper shadow: fills, slippage, fees, P&L")
     p.set_defaults(func=cmd_report)
     p = add("ramp", "move to another capital stage (refused unless the current stage earned it)")
     p.add_argument("--to", required=True, help="the new stage's capital in ZAR")
     p.add_argument("--reason", required=True)
-    p.add_argument("--restarts", type=int, default=0, help="service restarts during the stage (systemd NRestarts)")
+    p.add_argument("--restarts", type=int, default=0, help="restarts to add to the unclean ones the journal shows")
     p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
     p.set_defaults(func=cmd_ramp)
     p = add("attest", "record a sign-off (code-review, emergency-contacts, manual-test-trade, weekly-review, ...)")

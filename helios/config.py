@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,23 @@ TRUE_WORDS = {"true", "1", "yes"}
 FALSE_WORDS = {"false", "0", "no"}
 SECRET_FIELDS = ("valr_api_key", "valr_api_secret", "helios_api_token")
 MIN_TOKEN_LENGTH = 16
+
+
+def _decimal_list(value: str) -> list[Decimal]:
+    """``"1000, 5000"`` -> [1000, 5000]; raises ValueError naming the bad item."""
+    items = [v.strip() for v in value.split(",")]
+    if not value.strip() or any(not v for v in items):
+        raise ValueError(f"must be a comma-separated list of numbers, got {value!r}")
+    out = []
+    for item in items:
+        try:
+            number = Decimal(item)
+        except ArithmeticError:
+            raise ValueError(f"{item!r} is not a number") from None
+        if not number.is_finite():
+            raise ValueError(f"{item!r} is not a finite number")
+        out.append(number)
+    return out
 
 
 class ConfigError(Exception):
@@ -96,6 +114,17 @@ class Settings(BaseSettings):
     helios_golive_max_capital_zar: Decimal = Field(Decimal(1000), gt=0, allow_inf_nan=False)
     helios_golive_max_clock_skew_ms: int = Field(1000, ge=1)
     helios_release: str = ""  # set by the deploy tooling (release id); informational
+    # --- rollout discipline (issue 12): capital stages, red flags, paper shadow -------------------------------
+    helios_capital_stages_zar: str = "1000,5000,10000"  # strictly increasing ZAR limits; the first is go-live's
+    helios_stage_min_hours: str = "24,168"  # minimum hours in stage 1, 2, ... (the last applies to later stages)
+    helios_redflag_min_trades: int = Field(10, ge=1)
+    helios_redflag_win_rate_pct: Decimal = Field(Decimal(40), ge=0, le=100, allow_inf_nan=False)
+    helios_redflag_losing_days: int = Field(3, ge=1)
+    helios_redflag_failed_orders: int = Field(3, ge=1)
+    helios_redflag_restarts: int = Field(3, ge=1)
+    helios_redflag_paper: str = "false"  # evaluate red flags in PAPER too (a rehearsal); LIVE always does
+    helios_shadow: str = "true"  # LIVE: run the paper shadow book beside the real one
+    helios_shadow_alert_pct: Decimal = Field(Decimal(5), gt=0, le=100, allow_inf_nan=False)
 
     @classmethod
     def settings_customise_sources(
@@ -116,7 +145,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be PAPER or LIVE, got {value!r}")
         return value
 
-    @field_validator("enable_paper_trading")
+    @field_validator("enable_paper_trading", "helios_redflag_paper", "helios_shadow")
     @classmethod
     def _paper_flag(cls, value: str) -> str:
         word = value.strip().lower()
@@ -145,6 +174,22 @@ class Settings(BaseSettings):
         if value not in ("valr", "sim"):
             raise ValueError(f"must be valr or sim, got {value!r}")
         return value
+
+    @field_validator("helios_capital_stages_zar")
+    @classmethod
+    def _stages(cls, value: str) -> str:
+        steps = _decimal_list(value)
+        if any(s <= 0 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"must be positive ZAR amounts in strictly increasing order, got {value!r}")
+        return ",".join(str(s) for s in steps)
+
+    @field_validator("helios_stage_min_hours")
+    @classmethod
+    def _stage_hours(cls, value: str) -> str:
+        hours = _decimal_list(value)
+        if any(h <= 0 for h in hours):
+            raise ValueError(f"must be positive numbers of hours, got {value!r}")
+        return ",".join(str(h) for h in hours)
 
     @field_validator("valr_base_url")
     @classmethod
@@ -214,6 +259,22 @@ class Settings(BaseSettings):
         if self.helios_order_size_zar is not None:
             return min(self.helios_order_size_zar, self.max_position_size_zar)
         return self.max_position_size_zar / 2
+
+    @property
+    def capital_stages(self) -> tuple[Decimal, ...]:
+        return tuple(Decimal(s) for s in self.helios_capital_stages_zar.split(","))
+
+    @property
+    def stage_min_times(self) -> tuple[timedelta, ...]:
+        return tuple(timedelta(hours=float(h)) for h in self.helios_stage_min_hours.split(","))
+
+    @property
+    def red_flags_in_paper(self) -> bool:
+        return self.helios_redflag_paper == "true"
+
+    @property
+    def shadow_enabled(self) -> bool:
+        return self.helios_shadow == "true"
 
     @property
     def api_url(self) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -32,12 +33,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from helios import gates, portfolio, promotion, trading_state
+from helios import gates, portfolio, promotion, report, trading_state
 from helios.alerts import Alerter
 from helios.config import Settings
 from helios.exchange.base import ExchangeClient
 from helios.exchange.errors import ExchangeError, OrderRejected, OutcomeUnknown
-from helios.journal import Journal, OrderRecord
+from helios.journal import Journal, JournalError, OrderRecord
 from helios.killswitch import Pending, cancel_everything, cancel_open_orders_once, record_cancellations
 from helios.marketdata import MarketData, MarketDataError
 from helios.models import (
@@ -68,6 +69,8 @@ from helios.reconcile import (
     implied_balances,
     unknown_open_orders,
 )
+from helios.redflags import RedFlagLatch, act_on_red_flags, evaluate_red_flags
+from helios.shadow import ShadowBook, ShadowTee
 from helios.strategy import Strategy, StrategyContext
 
 log = logging.getLogger("helios.engine")
@@ -84,6 +87,8 @@ DAY_BASELINE_KEY = "day_baseline"
 #: A failing exit is retried after 5 s, 10 s, 20 s, ... at most every 5 minutes.
 EXIT_BACKOFF_BASE = timedelta(seconds=5)
 EXIT_BACKOFF_MAX = timedelta(minutes=5)
+#: Equity snapshots and the red-flag evaluation run about once a minute (red flags also at once when an input moves).
+ROLLOUT_PERIOD = timedelta(minutes=1)
 
 
 class ResumeRefused(Exception):
@@ -180,10 +185,13 @@ class Engine:
         self._refresh_balances(now)
         self._check_daily_loss(now)
         self._periodic_balance_check(now)
+        self._act_on_red_flags(now)  # rollout: the plan's red flags halt (or reduce) and alert
         self._expire_entries(now)
         self._check_exits(now)
+        self._feed_shadow()  # rollout: the paper shadow gets this tick's prices and the strategy's signals
         self._run_strategy()
         self.journal.touch(now)  # raises if the journal is not writable: no heartbeat then
+        self._record_rollout_facts(now)  # rollout: heartbeat history, marked equity about once a minute
         self.last_heartbeat = now
 
     def _follow_durable_state(self) -> None:
@@ -541,6 +549,7 @@ class Engine:
             max_portfolio_risk_pct=self.settings.max_portfolio_risk_pct,
             unresolved_orders=self.orders.unresolved(),
             min_entry_quantity=min_entry,
+            **self._capital_stage_context(),  # rollout: the capital stage gate's facts
         )
 
     def submit_signal(self, signal: Signal) -> OrderRecord:
@@ -927,6 +936,115 @@ class Engine:
         self.journal.record_event("shutdown", detail, now)
         return detail
 
+
+    # ---------------------------------------------------------------------------------------------------------
+    # rollout discipline (issue 12): heartbeat history, marked equity, clean balance checks, red flags that act
+    # ---------------------------------------------------------------------------------------------------------
+    _equity_recorded_at: datetime | None = None
+    _equity_fill_cursor: datetime | None = None
+    _red_flags_at: datetime | None = None
+    _red_flag_inputs: tuple[object, ...] | None = None
+    _balance_check_seen: ReconcileResult | None = None
+
+    def _record_rollout_facts(self, now: datetime) -> None:
+        """Each tick: this minute had a heartbeat (reliability). About once a minute, and on the tick after a
+        fill: one marked-equity point (capital at go-live + realised + unrealised P&L, net of fees). After a clean
+        balance reconciliation: a ``balance_check`` event (reports and the ramp count clean checks)."""
+        self.journal.record_heartbeat(now)
+        check = self.balance_check
+        if check is not None and check is not self._balance_check_seen:
+            self._balance_check_seen = check
+            if check.ok:
+                self.journal.record_event("balance_check", check.to_json(), now)
+        if (self._equity_recorded_at is not None and now - self._equity_recorded_at < ROLLOUT_PERIOD
+                and self._fill_cursor == self._equity_fill_cursor):
+            return  # at most once a minute, and at once after a fill (a loss inside a minute still shows)
+        capital = report.starting_capital(self.journal, self.settings.helios_paper_starting_zar)
+        self.journal.record_equity(now, capital, self.journal.realised_total() + self.unrealised_zar())
+        self._equity_recorded_at, self._equity_fill_cursor = now, self._fill_cursor
+
+    def current_capital_stage(self) -> Decimal | None:
+        """The stage in force: the last one ``helios ramp`` recorded; in LIVE without one, the first configured
+        stage (HELIOS_CAPITAL_STAGES_ZAR, R1,000 by default); in PAPER without one, none."""
+        recorded = self.journal.capital_stages()
+        if recorded:
+            return recorded[-1][0]
+        return self.settings.capital_stages[0] if self.mode is Mode.LIVE else None
+
+    def _capital_stage_context(self) -> dict[str, Any]:
+        limit = self.current_capital_stage()
+        marks = self._marks()
+        positions = tuple((p.quantity, marks.get(pair, p.avg_entry_price)) for pair, p in self.positions.items())
+        entries, _ = self.orders.entry_exposure()  # ZAR per pair: as (1, ZAR) pairs
+        return {"stage_applies": limit is not None, "stage_limit_zar": limit, "positions_at_market": positions,
+                "pending_entries": tuple((Decimal(1), zar) for zar in entries.values())}
+
+    shadow: ShadowBook | None = None  # the paper shadow beside LIVE (attached by the service)
+
+    def _feed_shadow(self) -> None:
+        """The shadow sees the prices the engine saw this tick; the strategy's signals reach it through a tee."""
+        if self.shadow is None:
+            return
+        if not isinstance(self.strategy, ShadowTee):
+            self.strategy = ShadowTee(self.strategy, self.shadow)
+        try:
+            self.shadow.tick(self.tickers)
+        except Exception:  # the shadow never stops the real book
+            log.exception("shadow: tick failed")
+
+    def red_flags_apply(self) -> bool:
+        """LIVE always; PAPER only as a rehearsal (HELIOS_REDFLAG_PAPER=true)."""
+        return self.mode is Mode.LIVE or self.settings.red_flags_in_paper
+
+    def _act_on_red_flags(self, now: datetime) -> None:
+        """The plan's red flags: evaluated about once a minute, and at once on the tick where one of their inputs
+        changed (a fill, an order sent, a lost order, a balance check, a reconciliation, the daily loss reaching
+        its limit): a flag acts before the tick's strategy can send anything more. Each
+        newly fired flag is journaled (event ``red_flag``), alerted (critical) and acted on: HALT through the
+        emergency stop (orders cancelled, HALTED journaled), REDUCE through the trading state's one writer.
+
+        Which flags already acted is read from the journal (``red_flag`` events since the last resume), so a
+        restart does not act twice and a resume lets a flag act again."""
+        if not self.red_flags_apply():
+            return
+        inputs: tuple[object, ...] = (self._fill_cursor, len(self.orders.lost()), self._balance_mismatches,
+                                      id(self.reconciliation), id(self.balance_check),
+                                      self._sent_times[-1] if self._sent_times else None,
+                                      self.todays_loss_zar() >= self.settings.max_daily_loss_zar)
+        if (self._red_flags_at is not None and now - self._red_flags_at < ROLLOUT_PERIOD
+                and inputs == self._red_flag_inputs):
+            return
+        self._red_flags_at, self._red_flag_inputs = now, inputs
+        until = now + timedelta(microseconds=1)  # the window includes what this tick journaled at ``now``
+        window = report.window_ending("week", until)
+        try:
+            facts = report.red_flag_facts(self.journal, window)  # restarts: unclean starts in the journal
+            latched = {str(e["detail"].get("name")) for e in self.journal.events_between(
+                ("red_flag",), report.since_last_resume(self.journal, window), until)}
+        except (JournalError, sqlite3.Error):
+            raise  # the journal itself: the tick fails and health reports it
+        except Exception as exc:  # a bug in the evaluation must not stop exits; it is loud, retried each minute
+            log.exception("red flags: evaluation failed")
+            self.last_error = f"red flags: {type(exc).__name__}: {exc}"
+            self.alerter.send("critical", "Red-flag evaluation failed (retried every minute)",
+                              {"error": self.last_error})
+            return
+        # today's loss is the engine's own (the daily-loss gate's number), not one re-derived from snapshots
+        facts = replace(facts, todays_loss_zar=self.todays_loss_zar())
+        new = RedFlagLatch(latched).update(evaluate_red_flags(facts, report.redflag_config(self.settings)))
+        for flag in new:
+            self.journal.record_event("red_flag", flag.to_json(), now)
+            log.critical("red flag %s: %s -> %s", flag.name, flag.reason, flag.action.value)
+        act_on_red_flags(new, halt=self._red_flag_halt, reduce=self._red_flag_reduce, alert=self.alerter.send)
+
+    def _red_flag_halt(self, reason: str) -> None:
+        if self.state is not TradingState.HALTED:
+            self.emergency_stop(reason, "red-flag")
+
+    def _red_flag_reduce(self, reason: str) -> None:
+        if self.state is TradingState.ACTIVE:
+            with suppress(trading_state.TransitionRefused):  # a stop written meanwhile wins
+                self.set_state(TradingState.REDUCING, reason, "red-flag")
 
     # ---------------------------------------------------------------------------------------------------------
     # read-only views for the API

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from helios import stages
 from helios.models import OrderPurpose, Side, TradingState
 
 
@@ -61,6 +62,12 @@ class GateContext:
     max_portfolio_risk_pct: Decimal
     unresolved_orders: int  # orders whose outcome is unknown
     min_entry_quantity: Decimal = Decimal(0)  # smallest entry whose remainder after a BUY fee can still be sold
+    # capital stage (helios.stages): LIVE always (no stage recorded: the first configured stage); PAPER only when
+    # a stage was recorded. Positions at market and pending entries as (quantity, price) pairs.
+    stage_applies: bool = False
+    stage_limit_zar: Decimal | None = None
+    positions_at_market: tuple[tuple[Decimal, Decimal], ...] = ()
+    pending_entries: tuple[tuple[Decimal, Decimal], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,16 @@ def portfolio_risk(order: ProposedOrder, ctx: GateContext) -> Rejection | None:
     return None
 
 
+def capital_stage(order: ProposedOrder, ctx: GateContext) -> Rejection | None:
+    """Capital at risk (positions at market + pending entries + this entry) stays within the current capital
+    stage (``helios ramp``): the rule is ``stages.capital_at_risk_gate``."""
+    if order.purpose is OrderPurpose.EXIT or not ctx.stage_applies:
+        return None
+    refused = stages.capital_at_risk_gate(stage_limit_zar=ctx.stage_limit_zar, positions=ctx.positions_at_market,
+                                          pending_entries=ctx.pending_entries, order_value_zar=order.notional_zar)
+    return None if refused is None else Rejection(refused.gate, refused.detail)
+
+
 #: Order matters only for which reason is reported first; every gate must pass.
 GATES: tuple[Gate, ...] = (
     trading_state,
@@ -189,6 +206,7 @@ GATES: tuple[Gate, ...] = (
     daily_loss,
     open_positions,
     portfolio_risk,
+    capital_stage,
 )
 
 GATE_NAMES: tuple[str, ...] = tuple(g.__name__ for g in GATES)

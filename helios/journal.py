@@ -821,4 +821,7 @@ class Journal:
         rows = self._query(f"SELECT * FROM events WHERE kind IN ({marks}) AND at >= ? AND at < ?"  # noqa: S608
                            " ORDER BY id", (*kinds, _ts(since), _ts(until)))
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+    def foreign_fill_ids_traded_before(self, at: datetime) -> set[str]:
+        """Trade ids of foreign fills traded before ``at`` (history from before go-live, not a red flag)."""
+        return {str(r[0]) for r in self._query("SELECT trade_id FROM foreign_fills WHERE traded_at < ?", (_ts(at),))}
     # === end rollout block =======================================================================================

@@ -9,7 +9,7 @@ The daily loss limit keeps its contract rule (REDUCING: no new entries, exits st
 |----------------------------------|--------------------------|---------------------------------------------------|
 | Win rate drops below 40%         | ``win_rate``             | < 40% over at least 10 closed trades              |
 | 3+ consecutive losing days       | ``losing_days``          | the last 3 completed local days each lost money   |
-| Daily loss exceeds R500          | ``daily_loss``           | today's loss > MAX_DAILY_LOSS_ZAR -> REDUCING     |
+| Daily loss exceeds R500          | ``daily_loss``           | today's loss >= MAX_DAILY_LOSS_ZAR -> REDUCING    |
 | P&L discrepancies with VALR      | ``pnl_discrepancy``      | 2 balance mismatches in a row                     |
 | Orders not executing correctly   | ``orders_not_executing`` | 3 failed or lost orders in the window             |
 | Unexpected behaviour             | ``unknown_activity``     | any order or fill on the account nobody journaled |
@@ -87,9 +87,9 @@ def losing_days(facts: RedFlagFacts, cfg: RedFlagConfig) -> RedFlag | None:
 
 
 def daily_loss(facts: RedFlagFacts, cfg: RedFlagConfig) -> RedFlag | None:
-    if facts.todays_loss_zar <= cfg.max_daily_loss_zar:
+    if facts.todays_loss_zar < cfg.max_daily_loss_zar:  # reaching the limit reduces, as the engine's gate does
         return None
-    return RedFlag("daily_loss", f"today's loss R{facts.todays_loss_zar:.2f} exceeds MAX_DAILY_LOSS_ZAR "
+    return RedFlag("daily_loss", f"today's loss R{facts.todays_loss_zar:.2f} reached MAX_DAILY_LOSS_ZAR "
                                  f"R{cfg.max_daily_loss_zar}", Action.REDUCE)
 
 

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from helios.attest import missing_signoffs
+from helios.config import Settings
 from helios.journal import Journal
 from helios.metrics import (
     JOHANNESBURG,
@@ -34,10 +35,12 @@ from helios.metrics import (
     daily_pnl,
     evaluate,
     phase_for_stage,
+    slippage_zar,
 )
 from helios.models import OrderStatus
 from helios.reconcile import STARTING_BALANCES_KEY, decode_balances
 from helios.redflags import RedFlag, RedFlagConfig, RedFlagFacts, evaluate_red_flags
+from helios.shadow import BookSummary, ShadowBook
 from helios.stages import CurrentStage, RampFacts, StageConfig, current_stage
 
 WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
@@ -130,11 +133,32 @@ def collect_window_facts(journal: Journal, window: Window, *, restarts: int = 0,
     )
 
 
+def _unknown_fills(journal: Journal, window: Window) -> int:
+    """Fills on the account nobody journaled, first seen in the window; trades from before go-live (the capital
+    baseline) are history for ``helios capital classify-history``, not a red flag."""
+    seen = [str(e["detail"].get("trade_id")) for e in journal.events_between(("unknown_fill",), window.start,
+                                                                             window.end)]
+    baseline = journal.baseline_at()
+    history = set() if baseline is None or not seen else journal.foreign_fill_ids_traded_before(baseline)
+    return sum(1 for trade_id in seen if trade_id not in history)
+
+
+def since_last_resume(journal: Journal, window: Window) -> datetime:
+    """The window's start, or the last resume in it if later (red flags count from there)."""
+    resumes = journal.events_between(("resume",), window.start, window.end)
+    return datetime.fromisoformat(resumes[-1]["at"]) if resumes else window.start
+
+
 def red_flag_facts(journal: Journal, window: Window, *, restarts: int = 0) -> RedFlagFacts:
     """Facts for the red-flag rules over ``window``, counted from the last resume if that is later (an operator
-    who resumed after reviewing a flag is not halted again by the same history)."""
-    resumes = journal.events_between(("resume",), window.start, window.end)
-    since = Window(datetime.fromisoformat(resumes[-1]["at"]) if resumes else window.start, window.end)
+    who resumed after reviewing a flag is not halted again by the same history).
+
+    Restarts for ``repeated_crashes``: starts of the service that followed a start with no clean shutdown between
+    them (the previous run died: crash, kill -9, watchdog, OOM), plus ``restarts`` given by the caller (e.g.
+    systemd's ``NRestarts`` read by an operator). The service journals its own ``start`` at boot and ``shutdown``
+    on SIGTERM, so this counts what ``NRestarts`` counts for a crashing unit, survives ``systemctl restart``
+    resetting that counter, and does not count deploys or clean restarts."""
+    since = Window(since_last_resume(journal, window), window.end)
     equity = _equity(journal, since)
     today = window.end.astimezone(JOHANNESBURG).date()
     days = daily_pnl(equity)
@@ -146,8 +170,25 @@ def red_flag_facts(journal: Journal, window: Window, *, restarts: int = 0) -> Re
         balance_mismatch_streak=_mismatch_streak(journal, since),
         failed_or_lost_orders=_failed_orders(journal, since),
         unknown_orders=len(reconciliations[-1]["detail"].get("unknown_orders", [])) if reconciliations else 0,
-        unknown_fills=len(journal.events_between(("unknown_fill",), since.start, since.end)),
-        restarts=restarts,
+        unknown_fills=_unknown_fills(journal, since),
+        restarts=restarts + _crashes(journal, since),
+    )
+
+
+def stage_config(settings: Settings) -> StageConfig:
+    """The capital stages and minimum times the operator configured (HELIOS_CAPITAL_STAGES_ZAR, _STAGE_MIN_HOURS)."""
+    return StageConfig(steps=settings.capital_stages, min_times=settings.stage_min_times)
+
+
+def redflag_config(settings: Settings) -> RedFlagConfig:
+    """The red-flag limits the operator configured (HELIOS_REDFLAG_*, MAX_DAILY_LOSS_ZAR)."""
+    return RedFlagConfig(
+        min_trades_for_win_rate=settings.helios_redflag_min_trades,
+        min_win_rate_pct=settings.helios_redflag_win_rate_pct,
+        losing_days=settings.helios_redflag_losing_days,
+        failed_orders=settings.helios_redflag_failed_orders,
+        restarts=settings.helios_redflag_restarts,
+        max_daily_loss_zar=settings.max_daily_loss_zar,
     )
 
 
@@ -242,6 +283,47 @@ def ramp_facts(journal: Journal, stage: CurrentStage, now: datetime, *, restarts
     signed = [(item, at) for item, _, _, at in journal.signoffs()]
     return RampFacts(checks=checks, red_flags=fired, reconciliation_issues=issues,
                      missing_signoffs=missing_signoffs("ramp", signed, since=stage.entered_at))
+
+
+def live_summary(journal: Journal, window: Window) -> BookSummary:
+    """The LIVE journal's side of the comparison, in the shadow's terms."""
+    fills = [r for r in journal.all_fills() if window.contains(datetime.fromisoformat(r["traded_at"]))]
+    return BookSummary(fills=len(fills), fees_zar=sum((Decimal(r["fee_zar"]) for r in fills), Decimal(0)),
+                       slippage_zar=slippage_zar(_fill_costs(journal, window)),
+                       realised_pnl_zar=sum((Decimal(r["realised_pnl_zar"]) for r in fills), Decimal(0)))
+
+
+def compare_with_shadow(journal: Journal, shadow: ShadowBook, *, window_name: str, now: datetime,
+                        capital_zar: Decimal, alert_pct: Decimal) -> dict[str, Any]:
+    """LIVE against its paper shadow over the window: fills, fees, slippage and realised P&L, and their
+    divergence (LIVE minus shadow). ``passed`` is False when the P&L divergence exceeds ``alert_pct`` of capital."""
+    window = window_ending(window_name, now)
+    live, paper = live_summary(journal, window), shadow.summary(window.start, window.end)
+    pnl_gap = live.realised_pnl_zar - paper.realised_pnl_zar
+    gap_pct = abs(pnl_gap) / capital_zar * 100 if capital_zar > 0 else Decimal(0)
+    return {
+        "window": window_name, "start": window.start.isoformat(), "end": window.end.isoformat(),
+        "live": live.to_json(), "shadow": paper.to_json(),
+        "divergence": {"fills": live.fills - paper.fills,
+                       "fees_zar": str(round(live.fees_zar - paper.fees_zar, 2)),
+                       "slippage_zar": str(round(live.slippage_zar - paper.slippage_zar, 2)),
+                       "realised_pnl_zar": str(round(pnl_gap, 2)),
+                       "pnl_pct_of_capital": str(round(gap_pct, 2))},
+        "alert_pct": str(alert_pct), "capital_zar": str(capital_zar),
+        "passed": gap_pct <= alert_pct,
+    }
+
+
+def render_compare(compare: dict[str, Any]) -> str:
+    rows = [("fills", "fills"), ("fees", "fees_zar"), ("slippage", "slippage_zar"),
+            ("realised P&L", "realised_pnl_zar")]
+    lines = [f"LIVE vs paper shadow, {compare['window']} ({compare['start']} .. {compare['end']})",
+             f"{'':20} {'LIVE':>12} {'shadow':>12} {'divergence':>12}"]
+    lines += [f"{label:20} {compare['live'][key]!s:>12} {compare['shadow'][key]!s:>12} "
+              f"{compare['divergence'][key]!s:>12}" for label, key in rows]
+    lines.append(f"P&L divergence       {compare['divergence']['pnl_pct_of_capital']}% of capital "
+                 f"(alert above {compare['alert_pct']}%): {'pass' if compare['passed'] else 'FAIL'}")
+    return "\n".join(lines)
 
 
 def render_report(report: dict[str, Any]) -> str:

@@ -31,8 +31,10 @@ from helios.engine import Engine
 from helios.exchange.base import ExchangeClient
 from helios.journal import Journal, JournalError
 from helios.marketdata import MarketData, SimMarketData, ValrMarketData
-from helios.models import Clock, utcnow
+from helios.models import Clock, Mode, utcnow
 from helios.orchestrator import build_exchange_client
+from helios.report import starting_capital
+from helios.shadow import ShadowBook
 from helios.statelock import StateLock
 from helios.strategy import SmaCrossover, Strategy
 
@@ -180,6 +182,9 @@ def build_runtime(
             market=market or build_market_data(settings, clock), strategy=strategy or SmaCrossover(),
             clock=clock, alerter=alerter,
         )
+        if settings.mode is Mode.LIVE and settings.shadow_enabled:  # rollout: the paper shadow beside LIVE
+            engine.shadow = ShadowBook.open(settings, clock=clock, starting_zar=starting_capital(
+                journal, settings.helios_golive_max_capital_zar))
     except BaseException:
         journal.close()
         raise
@@ -288,6 +293,8 @@ def run_service(settings: Settings, *, market: MarketData | None = None) -> int:
             exit_code = 1
         api.stop(timeout=max(1.0, budget - (time.monotonic() - started)))
         runtime.alerter.close()
+        if runtime.engine.shadow is not None:  # rollout: the paper shadow's file
+            runtime.engine.shadow.close()
         runtime.client.close()
         runtime.engine.market.close()
         runtime.journal.close()

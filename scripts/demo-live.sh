@@ -35,6 +35,10 @@ MAX_POSITION_SIZE_ZAR=300
 ALERT_URLS=file://$work/alerts.jsonl
 ENV
 
+echo "== sign-offs (a demo: in production each is a human check, see the README runbook)"
+for item in code-review api-key-permissions balance-check emergency-contacts rollback-plan kill-switch-test; do
+  .venv/bin/helios attest "$item" --by demo --note "demo against the exchange double" --env-file "$work/helios.env"
+done
 echo "== pre-live audit against the double"
 .venv/bin/helios audit --env-file "$work/helios.env" || true
 echo "== starting Helios LIVE (exchange double at http://127.0.0.1:$DOUBLE_PORT)"

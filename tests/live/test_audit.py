@@ -31,10 +31,28 @@ def double() -> Iterator[ExchangeDouble]:
         d.stop()
 
 
-def audit(double: ExchangeDouble, state: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+def sign_off_for_live(state: Path) -> None:
+    """Issue 12: the audit requires the plan's to-live sign-offs (``helios attest``)."""
+    from datetime import UTC, datetime
+
+    from helios.attest import REQUIRED
+
+    journal = Journal.open(state, Mode.LIVE)
+    try:
+        for item in REQUIRED["to-live"]:
+            journal.record_signoff(item, "pytest", "", datetime.now(UTC))
+    finally:
+        journal.close()
+
+
+def audit(double: ExchangeDouble, state: Path, *, signed: bool = True,
+          **overrides: str) -> subprocess.CompletedProcess[str]:
+    if signed:
+        sign_off_for_live(state)
     env = {"TRADING_MODE": "LIVE", "ENABLE_PAPER_TRADING": "false", "VALR_API_KEY": KEY, "VALR_API_SECRET": SECRET,
            "VALR_BASE_URL": double.url, "HELIOS_API_TOKEN": TOKEN, "HELIOS_STATE_DIR": str(state),
-           "MAX_POSITION_SIZE_ZAR": "300", "ALERT_URLS": "https://alerts.example/hook"}
+           "MAX_POSITION_SIZE_ZAR": "300",
+           "ALERT_URLS": f"file://{state}/alerts.jsonl"}  # issue 12: the audit delivers a test alert (loopback)
     env.update(overrides)
     env = {k: v for k, v in env.items() if v != "<unset>"}
     return subprocess.run([sys.executable, "-m", "helios.cli", "audit", "--json"], capture_output=True, text=True,

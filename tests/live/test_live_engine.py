@@ -177,20 +177,26 @@ def test_unknown_order_on_the_account_is_flagged_and_trading_refused_until_resol
     make_live: Callable[..., LiveRig], double: ExchangeDouble
 ) -> None:
     seeded = double.seed_order("BTCZAR", "BUY", "0.0001", "900000", customer_order_id="manual-order-1")
-    rig = make_live()
+    rig = make_live(start=False)
+    rig.engine.start_up()
     assert rig.engine.state is TradingState.REDUCING
     assert not rig.engine.reconciliation.ok
     assert rig.engine.reconciliation.unknown_orders[0]["customer_order_id"] == "manual-order-1"
     assert rig.buy(950_000).status is OrderStatus.REJECTED
     with pytest.raises(ResumeRefused, match="does not know"):
         rig.engine.resume("looks fine", "pytest")
-    rig.engine.client.cancel_order("BTCZAR", seeded.customer_order_id or "")
-    rig.engine.resume("cancelled the manual order", "pytest")
+    # issue 12: unknown orders on the account are a red flag: the first tick halts (the sweep cancels the order)
+    rig.engine.step()
+    assert rig.engine.state is TradingState.HALTED
+    assert [e["detail"]["name"] for e in rig.journal.events("red_flag")] == ["unknown_activity"]
+    assert double.open_orders() == [] and seeded.customer_order_id
+    rig.engine.resume("reviewed and cancelled the manual order", "pytest")
     assert rig.engine.state is TradingState.ACTIVE
 
 
 def test_live_emergency_stop_with_50_open_orders_confirms_zero(make_live: Callable[..., LiveRig]) -> None:
-    rig = make_live(MAX_POSITION_SIZE_ZAR="100000", MAX_PORTFOLIO_RISK_PCT="100", HELIOS_MAX_ORDERS_PER_MINUTE="100")
+    rig = make_live(MAX_POSITION_SIZE_ZAR="100000", MAX_PORTFOLIO_RISK_PCT="100", HELIOS_MAX_ORDERS_PER_MINUTE="100",
+                    HELIOS_CAPITAL_STAGES_ZAR="100000")  # issue 12: LIVE trades within the first capital stage
     rig.double.set_balance("ZAR", "100000")
     rig.engine.record_starting_balances(rig.engine.clock(), overwrite=True)
     rig.engine.step()

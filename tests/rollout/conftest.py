@@ -43,4 +43,5 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     j.close()
 
 
+from tests.live.test_live_engine import double, make_live, no_secrets_logged  # noqa: E402,F401  (LIVE engine rig)
 from tests.service.conftest import make_rig  # noqa: E402,F401  (the engine rig fixture, for the fee tests)

@@ -59,11 +59,11 @@ def test_a_winning_day_breaks_the_streak(journal: Journal) -> None:
 
 def test_daily_loss_over_the_limit_reduces(journal: Journal) -> None:
     journal.record_equity(at(days=1, hours=-1), D(2000), D(0))
-    journal.record_equity(at(days=1, hours=1), D(2000), D(-500))
-    assert names(journal, at(days=1, hours=2)) == []  # exactly R500 is the limit, not over it
-    journal.record_equity(at(days=1, hours=2), D(2000), D("-500.01"))
-    assert flags(journal, at(days=1, hours=3)) == [RedFlag(
-        "daily_loss", "today's loss R500.01 exceeds MAX_DAILY_LOSS_ZAR R500", Action.REDUCE)]
+    journal.record_equity(at(days=1, hours=1), D(2000), D("-499.99"))
+    assert names(journal, at(days=1, hours=2)) == []  # one cent under the limit
+    journal.record_equity(at(days=1, hours=2), D(2000), D(-500))
+    assert flags(journal, at(days=1, hours=3)) == [RedFlag(  # reaching the limit reduces, as the engine's gate does
+        "daily_loss", "today's loss R500.00 reached MAX_DAILY_LOSS_ZAR R500", Action.REDUCE)]
 
 
 def test_pnl_discrepancy_fires_on_the_second_mismatch_in_a_row(journal: Journal) -> None:

@@ -176,3 +176,24 @@ def test_helios_ramp_attest_and_report_on_a_journal(tmp_path: Path) -> None:
 
     bad_amount = helios(state, "ramp", "--to", "lots", "--reason", "x")
     assert bad_amount.returncode == 2 and "--to: not an amount in ZAR" in bad_amount.stderr
+
+
+def test_helios_ramp_follows_the_configured_stages_and_minimum_times(tmp_path: Path) -> None:
+    """HELIOS_CAPITAL_STAGES_ZAR / HELIOS_STAGE_MIN_HOURS reach `helios ramp` (not only the defaults)."""
+    state = tmp_path / "state"
+    Journal.open(state, Mode.LIVE).close()
+    env = {"HELIOS_CAPITAL_STAGES_ZAR": "500,2000", "HELIOS_STAGE_MIN_HOURS": "48"}
+
+    def ramp(to: str) -> subprocess.CompletedProcess[str]:
+        base = {"PATH": "/usr/bin:/bin", "HELIOS_STATE_DIR": str(state), "TRADING_MODE": "LIVE",
+                "ENABLE_PAPER_TRADING": "false", "VALR_API_KEY": "k" * 20, "VALR_API_SECRET": "s" * 40,
+                "HELIOS_API_TOKEN": "t" * 20, **env}
+        return subprocess.run([sys.executable, "-m", "helios.cli", "ramp", "--to", to, "--reason", "r"],
+                              capture_output=True, text=True, env=base, check=False, timeout=60)
+
+    first = ramp("1000")
+    assert first.returncode == 1 and "no stage yet: the first stage is R500" in first.stdout
+    assert ramp("500").returncode == 0
+    early = ramp("2000")
+    assert early.returncode == 1
+    assert "min_time: the stage has run 0 h 00 min of the 48 h 00 min it needs" in early.stdout

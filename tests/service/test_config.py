@@ -76,6 +76,24 @@ def test_the_explicit_live_configuration_is_live() -> None:
         ({"HELIOS_API_PORT": "http"}, "HELIOS_API_PORT"),
         ({"HELIOS_API_HOST": "0.0.0.0"}, "HELIOS_API_TOKEN"),  # exposed without a token
         ({"HELIOS_MAX_POSITON_SIZE": "5"}, "HELIOS_MAX_POSITON_SIZE"),  # typo of a Helios variable
+        # issue 12: the rollout settings
+        ({"HELIOS_CAPITAL_STAGES_ZAR": "5000,1000"}, "HELIOS_CAPITAL_STAGES_ZAR"),
+        ({"HELIOS_CAPITAL_STAGES_ZAR": "1000,1000"}, "HELIOS_CAPITAL_STAGES_ZAR"),
+        ({"HELIOS_CAPITAL_STAGES_ZAR": "0,1000"}, "HELIOS_CAPITAL_STAGES_ZAR"),
+        ({"HELIOS_CAPITAL_STAGES_ZAR": "1000,,5000"}, "HELIOS_CAPITAL_STAGES_ZAR"),
+        ({"HELIOS_CAPITAL_STAGES_ZAR": "R1000"}, "HELIOS_CAPITAL_STAGES_ZAR"),
+        ({"HELIOS_CAPITAL_STAGES_ZAR": "1000,Infinity"}, "HELIOS_CAPITAL_STAGES_ZAR"),
+        ({"HELIOS_CAPITAL_STAGES_ZAR": ""}, "HELIOS_CAPITAL_STAGES_ZAR"),
+        ({"HELIOS_STAGE_MIN_HOURS": "24,-1"}, "HELIOS_STAGE_MIN_HOURS"),
+        ({"HELIOS_STAGE_MIN_HOURS": "a day"}, "HELIOS_STAGE_MIN_HOURS"),
+        ({"HELIOS_REDFLAG_MIN_TRADES": "0"}, "HELIOS_REDFLAG_MIN_TRADES"),
+        ({"HELIOS_REDFLAG_WIN_RATE_PCT": "101"}, "HELIOS_REDFLAG_WIN_RATE_PCT"),
+        ({"HELIOS_REDFLAG_WIN_RATE_PCT": "NaN"}, "HELIOS_REDFLAG_WIN_RATE_PCT"),
+        ({"HELIOS_REDFLAG_LOSING_DAYS": "0"}, "HELIOS_REDFLAG_LOSING_DAYS"),
+        ({"HELIOS_REDFLAG_FAILED_ORDERS": "-1"}, "HELIOS_REDFLAG_FAILED_ORDERS"),
+        ({"HELIOS_REDFLAG_RESTARTS": "2.5"}, "HELIOS_REDFLAG_RESTARTS"),
+        ({"HELIOS_REDFLAG_PAPER": "maybe"}, "HELIOS_REDFLAG_PAPER"),
+        ({"HELIOS_REDFLAG_WINRATE_PCT": "40"}, "HELIOS_REDFLAG_WINRATE_PCT"),  # typo: refused, never defaulted
     ],
 )
 def test_every_invalid_variable_refuses_with_one_line_naming_it(env: dict[str, str], variable: str) -> None:
@@ -176,3 +194,19 @@ def test_run_from_the_process_environment_refuses_a_misspelt_limit(tmp_path: Pat
 def test_unrelated_variables_outside_the_reserved_prefixes_are_ignored() -> None:
     settings = load_settings({"TRADING_MODE": "PAPER", "MAXIMUM": "1", "PATH": "/usr/bin", "HOME": "/root"})
     assert settings.mode is Mode.PAPER
+
+
+def test_rollout_settings_default_to_the_plan_and_parse() -> None:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    defaults = load_settings({})
+    assert defaults.capital_stages == (Decimal(1000), Decimal(5000), Decimal(10000))
+    assert defaults.stage_min_times == (timedelta(hours=24), timedelta(hours=168))
+    d = defaults
+    assert (d.helios_redflag_min_trades, d.helios_redflag_win_rate_pct, d.helios_redflag_losing_days,
+            d.helios_redflag_failed_orders, d.helios_redflag_restarts) == (10, Decimal(40), 3, 3, 3)
+    assert not defaults.red_flags_in_paper
+    custom = load_settings({"HELIOS_CAPITAL_STAGES_ZAR": " 500, 1000 ,20000", "HELIOS_STAGE_MIN_HOURS": "12"})
+    assert custom.capital_stages == (Decimal(500), Decimal(1000), Decimal(20000))
+    assert custom.stage_min_times == (timedelta(hours=12),)
