@@ -436,7 +436,9 @@ def cmd_attest(args: argparse.Namespace) -> int:
     if not args.by.strip():
         raise CliError("--by: must name who signs off", EXIT_CONFIG)
     drop_to_state_owner(settings.helios_state_dir)
-    journal = Journal.open(settings.helios_state_dir, settings.mode)
+    # Sign-offs are about real money: they live in the LIVE journal whatever mode runs now, so an operator signs
+    # off on a PAPER host before ``to-live`` and the audit (which reads the LIVE journal) sees them.
+    journal = Journal.open(settings.helios_state_dir, Mode.LIVE)
     try:
         now = datetime.now(UTC)
         journal.record_signoff(item, args.by.strip(), args.note, now)

@@ -26,7 +26,10 @@ from typing import Any
 
 import pytest
 
+from helios.attest import REQUIRED
 from helios_ops import sandbox as sandbox_mod
+
+TO_LIVE_SIGNOFFS = REQUIRED["to-live"]
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -253,6 +256,10 @@ def host() -> Iterator[Host]:
         prov = h.playbook("provision.yml")
         assert prov.rc == 0, prov.out[-3000:]
         h.wait_healthy()
+        # The operator's sign-offs before any to-live (helios audit requires them), recorded as an operator would.
+        for item in TO_LIVE_SIGNOFFS:
+            h.ssh(f"/opt/helios/current/venv/bin/helios attest {item} --by deploy-tests"
+                  " --env-file /etc/helios/helios.env")
         sampler = EngineSampler(h)
         h.journal_counts()
         yield h
