@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     helios_golive_max_capital_zar: Decimal = Field(Decimal(1000), gt=0, allow_inf_nan=False)
     helios_golive_max_clock_skew_ms: int = Field(1000, ge=1)
     helios_release: str = ""  # set by the deploy tooling (release id); informational
+    # VALR subaccount a MAIN-account key acts for (X-VALR-SUB-ACCOUNT-ID); empty: the key's own account
+    valr_subaccount_id: str = Field("", max_length=64, pattern=r"^[0-9A-Za-z-]*$")
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,96 @@
+"""Protection held on the exchange (issue 11): the LIVE engine places each position's stop-loss on VALR (the
+double), keeps it in step with the position, and the emergency stop leaves it in place unless asked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from helios.models import OrderStatus, TradingState
+from helios.protection import PROTECTIVE_PREFIX
+
+from .conftest import D, SafetyRig, wait_for_price
+
+RigFactory = Callable[..., SafetyRig]
+
+
+def _protective(rig: SafetyRig) -> list[object]:
+    return [o for o in rig.double.open_orders() if (o.customer_order_id or "").startswith(PROTECTIVE_PREFIX)]
+
+
+def _filled_entry(rig: SafetyRig, qty: str = "0.0002") -> None:
+    entry = rig.buy(990_000, qty=qty, stop=950_000)
+    rig.double.set_price("BTCZAR", "985000")  # crosses: the entry fills
+    wait_for_price(rig, "BTCZAR", 985_000)
+    rig.engine.step()
+    assert rig.journal.get_order(entry.customer_order_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
+
+
+def test_a_filled_entry_gets_its_stop_loss_held_on_the_exchange_for_the_whole_position(
+    make_safety_rig: RigFactory,
+) -> None:
+    rig = make_safety_rig()
+    _filled_entry(rig)
+    held = rig.engine.positions["BTCZAR"].quantity
+    [stop] = _protective(rig)
+    assert stop.side == "SELL" and stop.status == "Active"  # type: ignore[attr-defined]
+    assert stop.stop_price == D(950_000) and stop.quantity == held  # type: ignore[attr-defined]
+    rig.engine.step()
+    assert len(_protective(rig)) == 1, "kept, not re-placed every tick"
+
+
+def test_the_exchange_held_stop_closes_the_position_while_helios_is_down_and_is_reconciled_on_start(
+    make_safety_rig: RigFactory,
+) -> None:
+    rig = make_safety_rig()
+    _filled_entry(rig)
+    assert len(_protective(rig)) == 1
+    # Helios dies (no shutdown: nothing is cancelled, nothing is journaled) ...
+    rig.engine.market.close()
+    rig.engine.client.close()
+    rig.journal.close()
+    # ... the price falls through the stop: the exchange-held order sells the position.
+    rig.double.set_price("BTCZAR", "945000")  # through the 950,000 stop; above its 940,500 limit
+    assert _protective(rig) == []
+    sells = [o for o in rig.double.orders() if o.side == "SELL"]
+    assert len(sells) == 1 and sells[0].filled > 0
+    # Helios starts again on the same state: it reconciles the exit fill, the position is closed, nothing is sold twice.
+    again = make_safety_rig()
+    again.engine.step()
+    assert "BTCZAR" not in again.engine.positions
+    exits = [f for f in again.journal.fills_since(None) if f["side"] == "SELL"]
+    assert len(exits) >= 1 and sum(D(f["quantity"]) for f in exits) == sells[0].filled
+    assert len([o for o in rig.double.orders() if o.side == "SELL"]) == 1, "no duplicate sell"
+
+
+def test_emergency_stop_keeps_the_protective_exit_and_cancels_everything_that_adds_exposure(
+    make_safety_rig: RigFactory,
+) -> None:
+    rig = make_safety_rig()
+    _filled_entry(rig)
+    resting = rig.buy(900_000, qty="0.00011")
+    assert resting.status is OrderStatus.OPEN
+
+    report = rig.engine.emergency_stop("drill", "pytest")
+
+    assert report["zero_open_orders_confirmed"] is True, report
+    assert report["open_orders_remaining"] == 0
+    assert [o["side"] for o in report["protective_exits_left"]] == ["SELL"]
+    assert [o.customer_order_id for o in rig.double.open_orders()] == [
+        o["customer_order_id"] for o in report["protective_exits_left"]]
+    rig.engine.step()  # the while-HALTED sweep leaves it alone too
+    assert rig.engine.state is TradingState.HALTED
+    assert len(_protective(rig)) == 1
+
+
+def test_emergency_stop_with_cancel_protective_cancels_the_protective_exit_too(make_safety_rig: RigFactory) -> None:
+    rig = make_safety_rig()
+    _filled_entry(rig)
+    rig.buy(900_000, qty="0.00011")
+
+    report = rig.engine.emergency_stop("drill", "pytest", cancel_protective=True)
+
+    assert report["zero_open_orders_confirmed"] is True, report
+    assert report["protective_exits_left"] == [] and report["cancel_protective"] is True
+    assert rig.double.open_orders() == []
+    rig.engine.step()
+    assert rig.double.open_orders() == [], "nothing new is placed while HALTED"
