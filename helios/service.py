@@ -183,9 +183,10 @@ def build_runtime(
         ), service=f"helios-{settings.mode.value.lower()}")
         # ONE budget for VALR's public endpoints (30 a minute across everything): the client's public calls count
         # in it and the market data's REST fallback spends only what is left (at most MARKET_DATA_PUBLIC_BUDGET).
+        # (A caller that brings its own market data brings its own pacing.)
         pacer = PublicCallPacer(MARKET_DATA_PUBLIC_BUDGET, 60.0)
         use_pacer = getattr(exchange, "use_public_pacer", None)
-        if use_pacer is not None:
+        if use_pacer is not None and market is None:
             use_pacer(pacer)
         engine = Engine(
             settings=settings, journal=journal, client=exchange,

@@ -94,3 +94,23 @@ def test_emergency_stop_with_cancel_protective_cancels_the_protective_exit_too(m
     assert rig.double.open_orders() == []
     rig.engine.step()
     assert rig.double.open_orders() == [], "nothing new is placed while HALTED"
+
+
+def test_direct_stop_keeps_the_protective_exit_unless_cancel_protective(make_safety_rig: RigFactory) -> None:
+    from helios.cli import direct_emergency_stop
+
+    rig = make_safety_rig()
+    _filled_entry(rig)
+    rig.buy(900_000, qty="0.00011")
+
+    kept = direct_emergency_stop(rig.settings, "drill", "ops")
+
+    assert kept["zero_open_orders_confirmed"] is True and kept["cancel_protective"] is False
+    assert len(kept["protective_exits_left"]) == 1 and len(_protective(rig)) == 1
+    assert [o.customer_order_id for o in rig.double.open_orders()] == [
+        kept["protective_exits_left"][0]["customer_order_id"]]
+
+    removed = direct_emergency_stop(rig.settings, "drill: flat", "ops", cancel_protective=True)
+
+    assert removed["zero_open_orders_confirmed"] is True and removed["protective_exits_left"] == []
+    assert rig.double.open_orders() == []
