@@ -114,3 +114,25 @@ def test_direct_stop_keeps_the_protective_exit_unless_cancel_protective(make_saf
 
     assert removed["zero_open_orders_confirmed"] is True and removed["protective_exits_left"] == []
     assert rig.double.open_orders() == []
+
+
+def test_the_exchange_held_stop_follows_partial_fills_and_an_exit(make_safety_rig: RigFactory) -> None:
+    rig = make_safety_rig()
+    rig.double.set_fill_ratio("0.5")
+    entry = rig.buy(990_000, qty="0.0004", stop=950_000)
+    rig.double.set_price("BTCZAR", "985000")  # half the entry fills
+    wait_for_price(rig, "BTCZAR", 985_000)
+    rig.engine.step()
+    half = rig.engine.positions["BTCZAR"].quantity
+    assert 0 < half < D("0.0004")
+    [first] = _protective(rig)
+    assert first.quantity == half  # type: ignore[attr-defined]
+    rig.double.set_fill_ratio("1")
+    rig.double.set_price("BTCZAR", "984000")  # the rest fills
+    wait_for_price(rig, "BTCZAR", 984_000)
+    for _ in range(3):  # fill applied -> old stop cancelled -> its cancel seen, new stop placed
+        rig.engine.step()
+    assert rig.journal.get_order(entry.customer_order_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
+    [second] = _protective(rig)
+    assert second.quantity == rig.engine.positions["BTCZAR"].quantity == D("0.0004")  # type: ignore[attr-defined]
+    assert second.customer_order_id != first.customer_order_id  # type: ignore[attr-defined]
