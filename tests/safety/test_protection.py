@@ -136,3 +136,50 @@ def test_the_exchange_held_stop_follows_partial_fills_and_an_exit(make_safety_ri
     [second] = _protective(rig)
     assert second.quantity == rig.engine.positions["BTCZAR"].quantity == D("0.0004")  # type: ignore[attr-defined]
     assert second.customer_order_id != first.customer_order_id  # type: ignore[attr-defined]
+
+
+def test_api_emergency_stop_body_cancel_protective(double: object, tmp_path: object) -> None:
+    """POST /api/emergency-stop: default keeps the protective exit (listed); {"cancel_protective": true} cancels it."""
+    from pathlib import Path
+
+    import requests
+
+    from helios.config import load_settings
+    from helios.exchange.double import ExchangeDouble
+    from helios.models import OrderPurpose, OrderType, Side
+    from helios.service import ApiServer, bind_socket, build_runtime
+    from tests.service.conftest import ScriptedStrategy
+
+    from .conftest import TOKEN, live_env
+
+    assert isinstance(double, ExchangeDouble)
+    runtime = build_runtime(load_settings(live_env(double, Path(str(tmp_path)) / "api")), strategy=ScriptedStrategy())
+    engine = runtime.engine
+    sock = bind_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/emergency-stop"
+    api = ApiServer(runtime, sock)
+    try:
+        engine.record_starting_balances(engine.clock())
+        engine.start_up()
+        engine.step()
+        engine.submit_order(pair="BTCZAR", side=Side.BUY, order_type=OrderType.MARKET, quantity=D("0.0002"),
+                            price=None, purpose=OrderPurpose.ENTRY, stop_loss=D(950_000), take_profit=D(1_200_000))
+        engine.step()
+        engine.step()
+        protective = [o for o in double.open_orders() if (o.customer_order_id or "").startswith(PROTECTIVE_PREFIX)]
+        assert len(protective) == 1
+        api.start()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        kept = requests.post(url, json={"reason": "drill"}, headers=auth, timeout=30).json()
+        assert kept["zero_open_orders_confirmed"] is True
+        assert [o["customer_order_id"] for o in kept["protective_exits_left"]] == [protective[0].customer_order_id]
+        assert len(double.open_orders()) == 1
+        gone = requests.post(url, json={"reason": "flat", "cancel_protective": True}, headers=auth, timeout=30).json()
+        assert gone["zero_open_orders_confirmed"] is True and gone["protective_exits_left"] == []
+        assert double.open_orders() == []
+    finally:
+        api.stop()
+        engine.alerter.close()
+        engine.client.close()
+        engine.market.close()
+        runtime.journal.close()
