@@ -5,7 +5,8 @@ sold gets one STOP_LOSS_LIMIT SELL on VALR (``POST /v2/orders/stop/limit``) for 
 rounded down to the pair's step) at the position's stop-loss. It is kept in step with the position: after a partial
 fill, an exit or a fee the order is cancelled and re-placed for the new quantity; a position that is dust (below the
 pair's minimum) or closed has none. The take-profit stays a software exit (the stop-limit reserves the coins, so a
-second exchange-held SELL cannot be placed for the same quantity; VALR's conditional TP/SL is not used yet).
+second exchange-held SELL cannot be placed for the same quantity; VALR's conditional TP/SL is not used yet): when the
+price reaches it, the stop-limit is cancelled and the software exit sells on the next tick.
 
 The protective order is journaled like any order (purpose EXIT, reason ``protective_stop_loss``), so its fill - even
 one made while Helios was down - is applied to the position by the ordinary fill sync on the next start. While it is
@@ -108,9 +109,9 @@ class Protector:
             if record.pair not in engine.positions and record.status not in _PENDING:
                 self._cancel(record, "the position is closed", now)
         for pair, position in list(engine.positions.items()):
-            self._sync_pair(pair, position.quantity, position.stop_loss, now)
+            self._sync_pair(pair, position.quantity, position.stop_loss, position.take_profit, now)
 
-    def _sync_pair(self, pair: str, held: Decimal, stop_loss: Decimal, now: datetime) -> None:
+    def _sync_pair(self, pair: str, held: Decimal, stop_loss: Decimal, take_profit: Decimal, now: datetime) -> None:
         engine = self.engine
         mine = self.live_orders(pair)
         if any(r.status in _PENDING for r in mine):
@@ -134,6 +135,10 @@ class Protector:
         if not sellable or stop_loss <= 0:
             for record in mine:
                 self._cancel(record, "the position cannot be sold (dust)", now)
+            return
+        if ticker is not None and take_profit > 0 and ticker.bid >= take_profit:
+            for record in mine:  # the take-profit is a software exit: it needs the coins the stop-limit reserves
+                self._cancel(record, "take-profit reached: the software exit sells", now)
             return
         if mine:
             record = mine[0]

@@ -183,3 +183,17 @@ def test_api_emergency_stop_body_cancel_protective(double: object, tmp_path: obj
         engine.client.close()
         engine.market.close()
         runtime.journal.close()
+
+
+def test_take_profit_still_sells_while_a_stop_loss_is_held_on_the_exchange(make_safety_rig: RigFactory) -> None:
+    rig = make_safety_rig()
+    _filled_entry(rig)
+    assert len(_protective(rig)) == 1
+    rig.double.set_price("BTCZAR", "1250000")  # above the 1,200,000 take-profit
+    wait_for_price(rig, "BTCZAR", 1_250_000)
+    for _ in range(3):  # the stop-limit is cancelled (it holds the coins), then the software take-profit sells
+        rig.engine.step()
+    assert "BTCZAR" not in rig.engine.positions
+    assert _protective(rig) == []
+    exits = [o for o in rig.journal.orders() if o.reason == "take_profit"]
+    assert [o.status for o in exits] == [OrderStatus.FILLED]
