@@ -1013,7 +1013,8 @@ class Engine:
                 "mark_price": None if ticker is None else str(ticker.bid),
                 "unrealised_pnl_zar": None if ticker is None else str(round(position.unrealised(ticker.bid), 2)),
                 "opened_at": position.opened_at.isoformat(),
-                "exit_pending": self.orders.exit_in_flight(pair),
+                "exit_pending": self.protection.software_exit_pending(pair),
+                "protected_on_exchange": self.protection.protected(pair),
                 "dust": self.is_dust(pair),
             })
         return out

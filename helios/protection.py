@@ -101,6 +101,15 @@ class Protector:
         return [r for r in list(self.engine.orders.active.values())
                 if is_protective_id(r.customer_order_id) and (pair is None or r.pair == pair)]
 
+    def protected(self, pair: str) -> bool:
+        """A protective stop-loss for ``pair`` is working on the exchange (as far as the tracker knows)."""
+        return any(r.status.is_live_on_exchange for r in self.live_orders(pair))
+
+    def software_exit_pending(self, pair: str) -> bool:
+        """An exit other than the protective stop is in flight (what the operator calls "exit pending")."""
+        return any(r.pair == pair and r.purpose is OrderPurpose.EXIT and not is_protective_id(r.customer_order_id)
+                   for r in list(self.engine.orders.active.values()))
+
     def sync(self, now: datetime) -> None:
         if not self.enabled:
             return

@@ -36,6 +36,8 @@ def test_a_filled_entry_gets_its_stop_loss_held_on_the_exchange_for_the_whole_po
     assert stop.stop_price == D(950_000) and stop.quantity == held  # type: ignore[attr-defined]
     rig.engine.step()
     assert len(_protective(rig)) == 1, "kept, not re-placed every tick"
+    [shown] = rig.engine.positions_json()
+    assert shown["protected_on_exchange"] is True and shown["exit_pending"] is False
 
 
 def test_the_exchange_held_stop_closes_the_position_while_helios_is_down_and_is_reconciled_on_start(
