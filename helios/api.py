@@ -40,6 +40,7 @@ class EmergencyStopBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: NonBlank = Field("emergency stop via API", min_length=1, max_length=500)
     actor: NonBlank = Field("api", min_length=1, max_length=100)
+    cancel_protective: bool = False  # also cancel the protective exits held on the exchange
 
 
 class ResumeBody(BaseModel):
@@ -119,7 +120,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.post("/api/emergency-stop", dependencies=[Depends(require_token)])
     def emergency_stop(body: EmergencyStopBody | None = None) -> dict[str, Any]:
         body = body or EmergencyStopBody()
-        return runtime.engine.emergency_stop(body.reason, body.actor)
+        return runtime.engine.emergency_stop(body.reason, body.actor, cancel_protective=body.cancel_protective)
 
     @app.post("/api/resume", dependencies=[Depends(require_token)])
     def resume(body: ResumeBody) -> dict[str, Any]:

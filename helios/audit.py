@@ -145,6 +145,33 @@ def check_test_alert(settings: Settings) -> list[Check]:
                   + (f"; failed: {', '.join(result.failed_schemes)}" if result.failed_schemes else ""))]
 
 
+def check_account(client: object) -> list[Check]:
+    """VALR only: margin and futures disabled and nothing borrowed (``account_guards``), and which account the key
+    acts for (main account or subaccount; a dedicated subaccount holding only the bot's capital is recommended)."""
+    guards = getattr(client, "account_guards", None)
+    identity = getattr(client, "account_identity", None)
+    if guards is None or identity is None:
+        return []
+    checks: list[Check] = []
+    try:
+        problems: list[str] = guards()
+        checks.append(Check("account_spot_only", not problems, True,
+                            "; ".join(problems) if problems else "margin and futures disabled, nothing borrowed"))
+    except ExchangeError as exc:
+        checks.append(Check("account_spot_only", False, True, f"margin status unavailable: {exc.message}"))
+    try:
+        who = identity()
+        label = {"main-account": "the MAIN account (a dedicated subaccount holding only the bot's capital is "
+                                 "recommended)",
+                 "subaccount-key": "a subaccount (its own key)",
+                 "subaccount-via-main-key": f"subaccount {who.subaccount_id} (main-account key)",
+                 }.get(who.kind, who.kind)
+        checks.append(Check("account_identity", True, False, f"the key acts for {label}"))
+    except ExchangeError as exc:
+        checks.append(Check("account_identity", False, True, f"account identity unavailable: {exc.message}"))
+    return checks
+
+
 def run_audit(settings: Settings, *, record: bool = True) -> dict[str, Any]:
     from helios.orchestrator import build_exchange_client
 
@@ -168,6 +195,7 @@ def run_audit(settings: Settings, *, record: bool = True) -> dict[str, Any]:
                 checks += check_key_permissions(client.key_info())
             except ExchangeError as exc:
                 checks.append(Check("key_can_trade", False, True, f"key info unavailable: {exc.message}"))
+            checks += check_account(client)
             try:
                 balances = client.balances()
                 prices = {}

@@ -3,7 +3,7 @@
     helios run                       the service (systemd runs this)
     helios check-config [--json]     validate and print the effective configuration, secrets masked
     helios status [--json]           ask the running service
-    helios emergency-stop [--reason R] [--direct]
+    helios emergency-stop [--reason R] [--direct] [--cancel-protective]
     helios resume --reason R [--direct]
     helios report [--window day|week|month] [--compare] [--restarts N] [--json]
                                      windowed success metrics and red flags (exit 1 when a threshold fails)
@@ -154,6 +154,9 @@ def _stop_report_human(data: dict[str, Any]) -> str:
         f"open orders remaining  {remaining if remaining is not None else 'UNKNOWN (exchange did not answer)'}"
         f"{' (confirmed by re-query)' if data.get('zero_open_orders_confirmed') else ''}",
         f"orders unknown state   {len(data.get('orders_in_unknown_state') or [])}",
+        ("protective exits       cancelled (--cancel-protective)" if data.get("cancel_protective") else
+         f"protective exits left  {len(data.get('protective_exits_left') or [])} (stop-losses held on the exchange;"
+         " --cancel-protective removes them)"),
         "journal recorded       "
         + ("yes" if data.get("journal_recorded", True) else f"NO: {data.get('journal_error')}"),
         f"open positions         {len(data.get('open_positions', []))}"
@@ -161,7 +164,8 @@ def _stop_report_human(data: dict[str, Any]) -> str:
     ])
 
 
-def direct_emergency_stop(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
+def direct_emergency_stop(settings: Settings, reason: str, actor: str, *,
+                          cancel_protective: bool = False) -> dict[str, Any]:
     """Straight to the exchange and the journal, for when the service is down or not answering.
 
     The exchange client is built first and the cancels never wait on the journal: HALTED is tried once with a short
@@ -209,7 +213,7 @@ def direct_emergency_stop(settings: Settings, reason: str, actor: str) -> dict[s
             except Exception as exc:
                 journal_error = journal_error or f"cannot read the journal: {type(exc).__name__}: {exc}"
         sweep = cancel_everything(client, timeout_s=max(0.0, deadline - time.monotonic()),
-                                  pending=lambda: pending)
+                                  pending=lambda: pending, cancel_protective=cancel_protective)
         write_halted(max(0.05, deadline - time.monotonic()))
         positions: list[dict[str, str]] = []
         report: dict[str, Any] = {
@@ -240,10 +244,11 @@ def cmd_emergency_stop(args: argparse.Namespace) -> int:
     if not reason.strip():
         raise CliError("--reason: must not be blank", EXIT_CONFIG)
     if args.direct:
-        report = direct_emergency_stop(settings, reason, args.actor)
+        report = direct_emergency_stop(settings, reason, args.actor, cancel_protective=args.cancel_protective)
     else:
         try:
-            code, report = _api(settings, "POST", "/api/emergency-stop", {"reason": reason, "actor": args.actor},
+            code, report = _api(settings, "POST", "/api/emergency-stop",
+                                {"reason": reason, "actor": args.actor, "cancel_protective": args.cancel_protective},
                                 timeout=float(settings.helios_emergency_stop_timeout_seconds) + 10)
         except CliError as exc:
             raise CliError(f"{exc} - use --direct to act on the exchange and journal without it") from None
@@ -611,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default=None)
     p.add_argument("--actor", default=os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
     p.add_argument("--direct", action="store_true", help="act on the exchange and journal (service down)")
+    p.add_argument("--cancel-protective", action="store_true",
+                   help="also cancel the protective stop-loss orders held on the exchange (default: keep them)")
     p.set_defaults(func=cmd_emergency_stop)
     p = add("resume", "lift REDUCING/HALTED back to ACTIVE")
     p.add_argument("--reason", required=True)

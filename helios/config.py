@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     helios_redflag_paper: str = "false"  # evaluate red flags in PAPER too (a rehearsal); LIVE always does
     helios_shadow: str = "true"  # LIVE: run the paper shadow book beside the real one
     helios_shadow_alert_pct: Decimal = Field(Decimal(5), gt=0, le=100, allow_inf_nan=False)
+    # VALR subaccount a MAIN-account key acts for (X-VALR-SUB-ACCOUNT-ID); empty: the key's own account
+    valr_subaccount_id: str = Field("", max_length=64, pattern=r"^[0-9A-Za-z-]*$")
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -38,6 +39,7 @@ from helios.alerts import Alerter
 from helios.config import Settings
 from helios.exchange.base import ExchangeClient
 from helios.exchange.errors import ExchangeError, OrderRejected, OutcomeUnknown
+from helios.exchange.valr_ws import AccountEvent, Connected
 from helios.journal import Journal, JournalError, OrderRecord
 from helios.killswitch import Pending, cancel_everything, cancel_open_orders_once, record_cancellations
 from helios.marketdata import MarketData, MarketDataError
@@ -59,6 +61,7 @@ from helios.models import (
     utcnow,
 )
 from helios.orders import OrderTracker
+from helios.protection import Protector
 from helios.reconcile import (
     STARTING_BALANCES_KEY,
     ReconcileResult,
@@ -89,6 +92,8 @@ EXIT_BACKOFF_BASE = timedelta(seconds=5)
 EXIT_BACKOFF_MAX = timedelta(minutes=5)
 #: Equity snapshots and the red-flag evaluation run about once a minute (red flags also at once when an input moves).
 ROLLOUT_PERIOD = timedelta(minutes=1)
+#: How often a LIVE engine re-checks the account guards (margin, futures, borrowed amounts).
+ACCOUNT_GUARD_INTERVAL = timedelta(minutes=5)
 
 
 class ResumeRefused(Exception):
@@ -156,6 +161,10 @@ class Engine:
         self.balance_check: ReconcileResult | None = None
         self._balance_checked_at: datetime | None = None
         self._balance_mismatches = 0
+        self.protection = Protector(self)
+        self._guards_checked_at: datetime | None = None
+        self.account_events: queue.SimpleQueue[AccountEvent | None] = queue.SimpleQueue()  # None: reconnected
+        self.stream_fills_applied = 0
 
     @property
     def active(self) -> dict[str, OrderRecord]:
@@ -181,12 +190,15 @@ class Engine:
         self._sweep_if_halted()
         self._poll_prices()
         self._roll_day(now)
+        self._drain_account_stream(now)  # LIVE: order/fill events from VALR's account WebSocket first
         self._sync_orders(now)
         self._refresh_balances(now)
         self._check_daily_loss(now)
         self._periodic_balance_check(now)
+        self._check_account_guards(now)  # LIVE: margin/futures off, nothing borrowed, else HALT
         self._act_on_red_flags(now)  # rollout: the plan's red flags halt (or reduce) and alert
         self._expire_entries(now)
+        self.protection.sync(now)  # exchange-held stop-loss in step with each position (LIVE)
         self._check_exits(now)
         self._feed_shadow()  # rollout: the paper shadow gets this tick's prices and the strategy's signals
         self._run_strategy()
@@ -299,6 +311,40 @@ class Engine:
                 continue
             self.orders.on_answer(cid, replace(eo, customer_order_id=cid), now)
 
+    def on_account_event(self, event: AccountEvent) -> None:
+        """Called from the account WebSocket's thread: queued, applied by the next tick (one thread owns state)."""
+        self.account_events.put(event)
+
+    def on_account_reconnect(self, connected: Connected) -> None:
+        """After every (re)connection the tick runs a REST reconciliation that closes the gap."""
+        self.account_events.put(None)
+
+    def _drain_account_stream(self, now: datetime) -> None:
+        """Apply the account stream's events: fills (de-duplicated by trade id with REST: the journal is the one
+        record) and order status updates. A fill whose message carried no fee waits for REST. After a reconnect
+        the REST sync that follows in this tick (trade history since the cursor, every live order by id) is the
+        reconciliation; REST keeps polling as the safety net."""
+        reconnected = False
+        with self._sync_lock:
+            while True:
+                try:
+                    event = self.account_events.get_nowait()
+                except queue.Empty:
+                    break
+                if event is None:
+                    reconnected = True
+                elif event.fill is not None:
+                    fresh = event.fee_known and not self.journal.has_fill(event.fill.trade_id)
+                    if fresh and self._apply_fill(event.fill, now):
+                        self.stream_fills_applied += 1
+                elif event.order is not None and event.order.customer_order_id:
+                    cid = event.order.customer_order_id
+                    if cid in self.orders.active and not self.orders.is_sending(cid):
+                        self.orders.on_answer(cid, event.order, now)
+        if reconnected:
+            self.journal.record_event("account_stream_connected", {"reconcile": "rest"}, now)
+            self.reconcile_orders(now)
+
     def _order_not_on_exchange(self, record: OrderRecord, now: datetime) -> None:
         """The exchange has no order by this id (yet). Its outcome is unknown: it stays lost, never FAILED."""
         if record.status is OrderStatus.UNKNOWN:
@@ -369,6 +415,26 @@ class Engine:
         value = fill.quantity * fill.price
         fee = fill.fee if fill.fee_currency == QUOTE else Decimal(0)
         self._cash_zar += -value - fee if fill.side is Side.BUY else value - fee
+
+    def _check_account_guards(self, now: datetime) -> None:
+        """LIVE (VALR): every ACCOUNT_GUARD_INTERVAL, margin and futures must be disabled and nothing borrowed; a
+        violation HALTs trading through the trading state (the emergency stop), with a critical alert."""
+        guards = getattr(self.client, "account_guards", None)
+        if guards is None or self.mode is not Mode.LIVE:
+            return
+        if self._guards_checked_at is not None and now - self._guards_checked_at < ACCOUNT_GUARD_INTERVAL:
+            return
+        self._guards_checked_at = now
+        try:
+            problems: list[str] = guards()
+        except ExchangeError as exc:
+            self.last_error = f"account guards: {exc.message}"
+            return
+        if not problems or self.state is TradingState.HALTED:
+            return
+        self.journal.record_event("account_guard", {"problems": problems}, now)
+        self.alerter.send("critical", "Account guard failed: halting", {"problems": problems})
+        self.emergency_stop("account guard: " + "; ".join(problems), "engine")
 
     # ---------------------------------------------------------------------------------------------------------
     # risk checks that act
@@ -804,8 +870,10 @@ class Engine:
             log.warning("HALTED: cancelled %d order(s) found open on the exchange", len(asked),
                         extra={"orders": asked})
 
-    def emergency_stop(self, reason: str, actor: str) -> dict[str, Any]:
-        """Block sending (in memory), cancel every open order and confirm zero by re-query, then journal HALTED.
+    def emergency_stop(self, reason: str, actor: str, *, cancel_protective: bool = False) -> dict[str, Any]:
+        """Block sending (in memory), cancel every open order that could add exposure and confirm zero by re-query,
+        then journal HALTED. Protective exits held on the exchange stay (listed in ``protective_exits_left``)
+        unless ``cancel_protective``.
 
         The journal never delays the cancels: a locked, full or corrupt journal is reported
         (``journal_recorded: false`` and why) and retried in the background with a critical alert. The wall time is
@@ -818,7 +886,8 @@ class Engine:
             self._halt_latch = True
             self._halt_epoch += 1
             self.state = TradingState.HALTED
-        sweep = cancel_everything(self.client, timeout_s=timeout, pending=self._pending_orders)  # 2. cancel
+        sweep = cancel_everything(self.client, timeout_s=timeout, pending=self._pending_orders,  # 2. cancel
+                                  cancel_protective=cancel_protective)
         now = self.clock()
         report: dict[str, Any] = {
             "trading_state": TradingState.HALTED.value,
@@ -1062,7 +1131,8 @@ class Engine:
                 "mark_price": None if ticker is None else str(ticker.bid),
                 "unrealised_pnl_zar": None if ticker is None else str(round(position.unrealised(ticker.bid), 2)),
                 "opened_at": position.opened_at.isoformat(),
-                "exit_pending": self.orders.exit_in_flight(pair),
+                "exit_pending": self.protection.software_exit_pending(pair),
+                "protected_on_exchange": self.protection.protected(pair),
                 "dust": self.is_dust(pair),
             })
         return out

@@ -21,6 +21,7 @@ from helios.exchange.base import ExchangeClient, call_deadline
 from helios.exchange.errors import ExchangeError
 from helios.journal import Journal
 from helios.models import ExchangeOrder, OrderStatus
+from helios.protection import is_protective, is_protective_id
 
 
 @dataclass
@@ -28,6 +29,9 @@ class CancelReport:
     cancel_accepted: set[str] = field(default_factory=set)  # exchange order ids / customer ids asked to cancel
     remaining: list[ExchangeOrder] = field(default_factory=list)
     unsettled: list[str] = field(default_factory=list)  # our SUBMITTING/UNKNOWN orders whose fate is not known
+    protective: list[ExchangeOrder] = field(default_factory=list)  # protective exits left working on purpose
+    protective_conditionals: list[str] = field(default_factory=list)  # conditional TP/SL ids left working
+    cancel_protective: bool = False
     confirmed: bool = False  # True only after zero open orders AND no order of ours in an unknown state
     errors: list[str] = field(default_factory=list)
     queries: int = 0
@@ -43,6 +47,12 @@ class CancelReport:
                 for o in self.remaining
             ],
             "orders_in_unknown_state": list(self.unsettled),
+            "cancel_protective": self.cancel_protective,
+            "protective_exits_left": [
+                {"pair": o.pair, "customer_order_id": o.customer_order_id, "order_id": o.order_id,
+                 "side": o.side.value, "remaining_quantity": str(o.remaining_quantity)}
+                for o in self.protective
+            ] + [{"conditional_order_id": cid} for cid in self.protective_conditionals],
             "zero_open_orders_confirmed": self.confirmed,
             "errors": self.errors[-5:],
             "open_order_queries": self.queries,
@@ -55,10 +65,12 @@ Pending = tuple[str, str]
 
 
 def keep_on_halt(order: ExchangeOrder) -> bool:
-    """Hook: True for an order a HALT must leave working (e.g. a protective exit held on the exchange).
+    """True for an order a HALT leaves working: a protective exit held on the exchange (our stop-loss SELL, which
+    can only sell what the position holds). ``cancel_protective`` stops remove those too."""
+    return is_protective(order)
 
-    Nothing is exempt today: every open order is cancelled while HALTED.
-    """
+
+def _cancel_nothing_kept(order: ExchangeOrder) -> bool:
     return False
 
 
@@ -68,8 +80,10 @@ def cancel_everything(
     timeout_s: float,
     poll_interval_s: float = 0.05,
     pending: Callable[[], list[Pending]] = lambda: [],
+    cancel_protective: bool = False,
 ) -> CancelReport:
-    """Cancel all open orders on the account and re-query until zero are confirmed or ``timeout_s`` passes.
+    """Cancel every open order that could add exposure (``cancel_protective``: every open order, conditional
+    TP/SL orders included) on the account and re-query until zero are confirmed or ``timeout_s`` passes.
 
     Every exchange call runs under one call deadline (``timeout_s`` from now), so against a hanging exchange the
     sweep returns within ``timeout_s`` plus at most one request's connect/read slack. ``pending`` lists our orders
@@ -78,9 +92,10 @@ def cancel_everything(
     """
     started = time.monotonic()
     deadline = started + timeout_s
-    report = CancelReport()
+    report = CancelReport(cancel_protective=cancel_protective)
+    keep = _cancel_nothing_kept if cancel_protective else keep_on_halt
     with call_deadline(deadline):
-        _sweep(client, report, deadline, poll_interval_s, pending)
+        _sweep(client, report, deadline, poll_interval_s, pending, keep)
     report.elapsed_ms = (time.monotonic() - started) * 1000
     return report
 
@@ -106,66 +121,102 @@ def _settle_pending(client: ExchangeClient, report: CancelReport, pending: list[
     return unsettled
 
 
-def _sweep(client: ExchangeClient, report: CancelReport, deadline: float, poll_interval_s: float,
-           pending: Callable[[], list[Pending]]) -> None:
-    try:
-        report.cancel_accepted.update(client.cancel_all_orders())
-    except ExchangeError as exc:
-        report.errors.append(f"cancel-all: {type(exc).__name__}: {exc.message}")
-    while True:
+def _cancel_all_except(client: ExchangeClient, report: CancelReport, keep: Callable[[ExchangeOrder], bool],
+                       open_now: list[ExchangeOrder] | None) -> None:
+    """Cancel-all when nothing open is to be kept (one call); otherwise one by one, keeping ``keep`` orders."""
+    kept = [o for o in open_now or [] if keep(o)]
+    if open_now is not None and not kept:
         try:
-            still_open: list[ExchangeOrder] | None = [o for o in client.open_orders() if not keep_on_halt(o)]
+            report.cancel_accepted.update(client.cancel_all_orders())
+        except ExchangeError as exc:
+            report.errors.append(f"cancel-all: {type(exc).__name__}: {exc.message}")
+        return
+    for order in open_now or []:
+        if keep(order):
+            continue
+        try:
+            if order.customer_order_id is not None:
+                client.cancel_order(order.pair, order.customer_order_id)
+                report.cancel_accepted.add(order.order_id or order.customer_order_id)
+            elif hasattr(client, "cancel_open_orders_except"):
+                asked: list[ExchangeOrder] = client.cancel_open_orders_except(keep)
+                report.cancel_accepted.update(o.order_id or o.customer_order_id or "" for o in asked)
+            else:
+                report.errors.append(f"cannot cancel order {order.order_id} without cancel-all")
+        except ExchangeError as exc:
+            report.errors.append(f"cancel {order.customer_order_id or order.order_id}: {exc.message}")
+
+
+def _conditionals(client: ExchangeClient, report: CancelReport, cancel: bool) -> list[str] | None:
+    """The account's open conditional TP/SL orders (VALR; ``DELETE /v1/orders`` does not cover them): cancelled
+    when ``cancel``, else listed as protective. Returns the ids still open (None: could not read)."""
+    if not (hasattr(client, "conditional_orders") and hasattr(client, "cancel_all_conditionals")):
+        return []
+    try:
+        if cancel:
+            report.cancel_accepted.update(client.cancel_all_conditionals())
+        ids = [str(c.order_id) for c in client.conditional_orders()]
+    except ExchangeError as exc:
+        report.errors.append(f"conditional orders: {type(exc).__name__}: {exc.message}")
+        return None
+    if not cancel:
+        report.protective_conditionals = ids
+        return []
+    return ids
+
+
+def _sweep(client: ExchangeClient, report: CancelReport, deadline: float, poll_interval_s: float,
+           pending: Callable[[], list[Pending]], keep: Callable[[ExchangeOrder], bool] = keep_on_halt) -> None:
+    if keep is _cancel_nothing_kept:
+        _cancel_all_except(client, report, keep, [])  # nothing is kept: cancel-all at once, before any read
+    else:
+        try:
+            first: list[ExchangeOrder] | None = client.open_orders()
             report.queries += 1
         except ExchangeError as exc:
             report.errors.append(f"open-orders: {type(exc).__name__}: {exc.message}")
+            first = None
+        _cancel_all_except(client, report, keep, first)
+    conditionals_left = _conditionals(client, report, cancel=keep is _cancel_nothing_kept)
+    while True:
+        try:
+            listed = client.open_orders()
+            report.queries += 1
+            still_open: list[ExchangeOrder] | None = [o for o in listed if not keep(o)]
+            report.protective = [o for o in listed if keep(o)]
+        except ExchangeError as exc:
+            report.errors.append(f"open-orders: {type(exc).__name__}: {exc.message}")
             still_open = None
+        if conditionals_left is None or conditionals_left:
+            conditionals_left = _conditionals(client, report, cancel=keep is _cancel_nothing_kept)
         if still_open is not None:
             report.remaining = still_open
-            if not still_open:
-                report.unsettled = _settle_pending(client, report, pending())
+            if not still_open and conditionals_left == []:
+                ours = [p for p in pending() if keep is _cancel_nothing_kept or not is_protective_id(p[1])]
+                report.unsettled = _settle_pending(client, report, ours)
                 if not report.unsettled:
                     report.confirmed = True
                     return
         if time.monotonic() >= deadline:
             return
-        for order in still_open or []:
-            if order.customer_order_id is None:
-                continue  # cancel-all covers orders without our id; re-tried below
-            try:
-                client.cancel_order(order.pair, order.customer_order_id)
-                report.cancel_accepted.add(order.order_id or order.customer_order_id)
-            except ExchangeError as exc:
-                report.errors.append(f"cancel {order.customer_order_id}: {exc.message}")
-        if still_open and any(o.customer_order_id is None for o in still_open):
-            try:
-                report.cancel_accepted.update(client.cancel_all_orders())
-            except ExchangeError as exc:
-                report.errors.append(f"cancel-all: {exc.message}")
+        if still_open:
+            _cancel_all_except(client, report, keep, still_open)
         time.sleep(min(poll_interval_s, max(0.0, deadline - time.monotonic())))
 
 
 def cancel_open_orders_once(client: ExchangeClient) -> list[str]:
-    """One HALTED tick's sweep: cancel every order seen open on the exchange (except ``keep_on_halt`` ones).
-
-    Returns the customerOrderIds / order ids asked to cancel. Errors are left to the next tick.
+    """One HALTED tick's sweep: cancel every order seen open on the exchange except ``keep_on_halt`` ones (the
+    protective exits). Returns the customerOrderIds / order ids asked to cancel. Errors are left to the next tick.
     """
-    asked: list[str] = []
     try:
         open_now = client.open_orders()
     except ExchangeError:
-        return asked
-    for order in open_now:
-        if keep_on_halt(order):
-            continue
-        try:
-            if order.customer_order_id is not None:
-                client.cancel_order(order.pair, order.customer_order_id)
-                asked.append(order.customer_order_id)
-            else:
-                asked.extend(client.cancel_all_orders())
-        except ExchangeError:
-            continue
-    return asked
+        return []
+    if not [o for o in open_now if not keep_on_halt(o)]:
+        return []
+    report = CancelReport()
+    _cancel_all_except(client, report, keep_on_halt, open_now)
+    return sorted(report.cancel_accepted)
 
 
 def record_cancellations(journal: Journal, client: ExchangeClient, now: datetime) -> int:

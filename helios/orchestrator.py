@@ -47,6 +47,7 @@ def _build_live_client(settings: Settings) -> ExchangeClient:
         api_key=settings.valr_api_key.get_secret_value(),
         api_secret=settings.valr_api_secret.get_secret_value(),
         base_url=settings.valr_base_url,
+        subaccount_id=settings.valr_subaccount_id,
     )
     if client.mode is not Mode.LIVE:
         raise ConfigError("TRADING_MODE: the LIVE client does not report LIVE mode")

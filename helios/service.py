@@ -30,7 +30,13 @@ from helios.config import Settings
 from helios.engine import Engine
 from helios.exchange.base import ExchangeClient
 from helios.journal import Journal, JournalError
-from helios.marketdata import MarketData, SimMarketData, ValrMarketData
+from helios.marketdata import (
+    MARKET_DATA_PUBLIC_BUDGET,
+    MarketData,
+    PublicCallPacer,
+    SimMarketData,
+    ValrMarketData,
+)
 from helios.models import Clock, Mode, utcnow
 from helios.orchestrator import build_exchange_client
 from helios.report import starting_capital
@@ -51,10 +57,10 @@ def release_info() -> dict[str, Any]:
         return {}
 
 
-def build_market_data(settings: Settings, clock: Clock) -> MarketData:
+def build_market_data(settings: Settings, clock: Clock, pacer: PublicCallPacer | None = None) -> MarketData:
     if settings.helios_market_data == "sim":
         return SimMarketData(settings.pairs, seed=settings.helios_sim_seed, clock=clock)
-    return ValrMarketData(settings.valr_base_url, clock=clock)
+    return ValrMarketData(settings.valr_base_url, clock=clock, pairs=settings.pairs, pacer=pacer)
 
 
 @dataclass
@@ -177,9 +183,16 @@ def build_runtime(
         alerter = Alerter(parse_alert_urls(
             None if settings.alert_urls is None else settings.alert_urls.get_secret_value()
         ), service=f"helios-{settings.mode.value.lower()}")
+        # ONE budget for VALR's public endpoints (30 a minute across everything): the client's public calls count
+        # in it and the market data's REST fallback spends only what is left (at most MARKET_DATA_PUBLIC_BUDGET).
+        # (A caller that brings its own market data brings its own pacing.)
+        pacer = PublicCallPacer(MARKET_DATA_PUBLIC_BUDGET, 60.0)
+        use_pacer = getattr(exchange, "use_public_pacer", None)
+        if use_pacer is not None and market is None:
+            use_pacer(pacer)
         engine = Engine(
             settings=settings, journal=journal, client=exchange,
-            market=market or build_market_data(settings, clock), strategy=strategy or SmaCrossover(),
+            market=market or build_market_data(settings, clock, pacer), strategy=strategy or SmaCrossover(),
             clock=clock, alerter=alerter,
         )
         if settings.mode is Mode.LIVE and settings.shadow_enabled:  # rollout: the paper shadow beside LIVE
@@ -240,6 +253,19 @@ def wait_ready_or_stop(ready: threading.Event, stop: threading.Event, timeout: f
     while not ready.is_set() and not stop.is_set() and time.monotonic() < deadline:
         ready.wait(0.05)
     return ready.is_set() and not stop.is_set()
+def start_account_stream(runtime: Runtime) -> Any:
+    """LIVE on VALR: the account WebSocket feeds the engine's order tracker (orders, fills; REST polling stays as
+    the safety net and reconciles after every reconnect). Returns the started stream, or None (PAPER)."""
+    settings = runtime.settings
+    if settings.mode is not Mode.LIVE or not hasattr(runtime.client, "place_stop_limit"):
+        return None
+    from helios.exchange.valr_ws import AccountStream
+
+    assert settings.valr_api_key is not None and settings.valr_api_secret is not None
+    return AccountStream(settings.valr_base_url, settings.valr_api_key.get_secret_value(),
+                         settings.valr_api_secret.get_secret_value(), on_event=runtime.engine.on_account_event,
+                         on_reconnect=runtime.engine.on_account_reconnect,
+                         subaccount_id=settings.valr_subaccount_id).start()
 
 
 def run_service(settings: Settings, *, market: MarketData | None = None) -> int:
@@ -261,8 +287,10 @@ def run_service(settings: Settings, *, market: MarketData | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     api = ApiServer(runtime, sock)
     exit_code = 0
+    account_stream: Any = None
     try:
         runtime.engine.start_up()
+        account_stream = start_account_stream(runtime)
         runtime.engine_thread = threading.Thread(target=runtime.engine_loop, name="helios-engine", daemon=True)
         runtime.engine_thread.start()
         api.start()
@@ -292,6 +320,8 @@ def run_service(settings: Settings, *, market: MarketData | None = None) -> int:
             log.exception("shutdown: could not park orders")
             exit_code = 1
         api.stop(timeout=max(1.0, budget - (time.monotonic() - started)))
+        if account_stream is not None:
+            account_stream.stop()
         runtime.alerter.close()
         if runtime.engine.shadow is not None:  # rollout: the paper shadow's file
             runtime.engine.shadow.close()

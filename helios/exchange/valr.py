@@ -687,6 +687,11 @@ class ValrClient:
                 self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def use_public_pacer(self, pacer: Any) -> None:
+        """Count this client's public calls in ``pacer`` (``helios.marketdata.PublicCallPacer``), the budget the
+        service shares with its market data: VALR allows 30 public calls a minute across everything."""
+        self._public_pacer = pacer
+
     def _time_left_for(self, wait: float) -> bool:
         remaining = self._remaining()
         return remaining is None or remaining > wait

@@ -148,3 +148,20 @@ def test_finding11_rerunning_a_passing_audit_rebaselines_without_double_counting
         assert compare_balances(implied, actual, {"BTC": Decimal(1_000_000)}, Decimal(5)).ok, implied
     finally:
         journal.close()
+
+
+def test_audit_requires_a_spot_only_account_and_reports_which_account_the_key_acts_for(
+    double: ExchangeDouble, tmp_path: Path
+) -> None:
+    result = audit(double, tmp_path)
+    found = checks(result)
+    assert found["account_spot_only"]["ok"] is True
+    assert "MAIN account" in str(found["account_identity"]["detail"])
+    double.book.margin_enabled = True
+    double.book.borrowed["ZAR"] = Decimal(5)
+    result = audit(double, tmp_path / "again")
+    assert result.returncode != 0
+    data = json.loads(result.stdout)
+    assert "account_spot_only" in data["failed"]
+    detail = str(checks(result)["account_spot_only"]["detail"])
+    assert "margin trading is enabled" in detail and "ZAR has a borrowed amount" in detail

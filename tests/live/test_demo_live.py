@@ -1,4 +1,5 @@
-"""The LIVE demo: Helios in LIVE mode against the exchange double on loopback, audit passed, kill switch works."""
+"""The LIVE demo: Helios in LIVE mode against the exchange double on loopback, audit passed, a position protected on
+the exchange through a SIGKILL of the service, kill switch works."""
 
 from __future__ import annotations
 
@@ -20,3 +21,7 @@ def test_demo_live_runs_helios_live_against_the_double() -> None:
     assert '"mode":"LIVE"' in result.stdout
     assert "open orders remaining  0 (confirmed by re-query)" in result.stdout
     assert "demo-live check passed" in result.stdout
+    # a position protected on the exchange through a SIGKILL of the service, reconciled on start
+    assert "held ON THE EXCHANGE: hp-" in result.stdout
+    assert "Helios killed (SIGKILL" in result.stdout
+    assert "after the restart Helios reconciled it: position closed, exit protective_stop_loss" in result.stdout

@@ -59,3 +59,47 @@ def test_finding3_public_calls_never_above_30_in_any_minute_over_10_minutes(doub
         market.close()
     assert _max_in_any_window(call_times) <= 30
     assert len(call_times) >= 200, "the fallback still refreshes prices (about 25 a minute)"
+
+
+def test_a_live_engine_run_of_10_simulated_minutes_never_makes_more_than_30_public_calls_in_any_minute(
+    double: ExchangeDouble, tmp_path: object
+) -> None:
+    """The whole LIVE engine at the default tick (1 s), the trade WebSocket down (worst case): the client's public
+    calls and the market data's REST fallback share ONE pacer, as the service wires them."""
+    from pathlib import Path
+
+    from helios.config import load_settings
+    from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET
+    from helios.exchange.valr import ValrClient
+    from helios.marketdata import MARKET_DATA_PUBLIC_BUDGET, PublicCallPacer
+    from helios.service import build_runtime
+    from tests.service.conftest import ScriptedStrategy
+
+    sim = SimClock()
+    settings = load_settings({
+        "TRADING_MODE": "LIVE", "ENABLE_PAPER_TRADING": "false", "VALR_API_KEY": DEFAULT_KEY,
+        "VALR_API_SECRET": DEFAULT_SECRET, "VALR_BASE_URL": double.url, "HELIOS_API_TOKEN": "t" * 24,
+        "HELIOS_STATE_DIR": str(Path(str(tmp_path)) / "state"), "HELIOS_PAIRS": "BTCZAR,ETHZAR",
+        "MAX_POSITION_SIZE_ZAR": "300"})
+    assert settings.helios_tick_seconds == 1
+    pacer = PublicCallPacer(MARKET_DATA_PUBLIC_BUDGET, 60.0, monotonic=sim.monotonic)
+    client = ValrClient(api_key=DEFAULT_KEY, api_secret=DEFAULT_SECRET, base_url=double.url, public_pacer=pacer)
+    market = ValrMarketData(double.url, clock=sim.now, monotonic=sim.monotonic, use_websocket=False, pacer=pacer,
+                            pairs=settings.pairs)
+    runtime = build_runtime(settings, clock=sim.now, market=market, client=client, strategy=ScriptedStrategy())
+    call_times: list[float] = []
+    try:
+        runtime.engine.record_starting_balances(sim.now())
+        runtime.engine.start_up()
+        for _ in range(600):
+            before = len(double.requests("/v1/public"))
+            runtime.engine.step()
+            call_times += [sim.mono] * (len(double.requests("/v1/public")) - before)
+            sim.advance(float(settings.helios_tick_seconds))
+    finally:
+        runtime.engine.alerter.close()
+        client.close()
+        market.close()
+        runtime.journal.close()
+    assert _max_in_any_window(call_times) <= 30, _max_in_any_window(call_times)
+    assert len(call_times) >= 100, "prices are still refreshed through the fallback"
