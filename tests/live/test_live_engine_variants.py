@@ -33,7 +33,10 @@ def double(request: pytest.FixtureRequest) -> Iterator[ExchangeDouble]:
 @pytest.fixture
 def engine(double: ExchangeDouble, tmp_path: Path) -> Iterator[Engine]:
     env = live_env(double, tmp_path / "state", MAX_POSITION_SIZE_ZAR="100000", MAX_PORTFOLIO_RISK_PCT="100",
-                   MAX_OPEN_POSITIONS="3", HELIOS_MAX_ORDERS_PER_MINUTE="1000")
+                   MAX_OPEN_POSITIONS="3", HELIOS_MAX_ORDERS_PER_MINUTE="1000",
+                   # this test injects failed and lost placements on purpose: the orders_not_executing red flag
+                   # (which would HALT after 3) is tested in tests/rollout, not here
+                   HELIOS_REDFLAG_FAILED_ORDERS="1000")
     runtime = build_runtime(load_settings(env), strategy=ScriptedStrategy())
     e = runtime.engine
     e.record_starting_balances(e.clock())
