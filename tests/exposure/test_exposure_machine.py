@@ -138,17 +138,24 @@ class ExposureMachine(RuleBasedStateMachine):
         value: dict[str, Decimal] = {}
         risk = D(0)
         on_exchange = {o.customer_order_id: o for o in self.double.orders() if o.side == "BUY"}
+        # A pair's position has ONE stop: the tightest (highest) of the entries that filled into it — every coin
+        # of the position is sold there, so that is where its risk ends.
+        position_stop: dict[str, Decimal] = {}
         for cid, order in on_exchange.items():
             record = journaled.get(cid or "")
             assert record is not None, f"an order the journal does not know: {cid}"
+            if order.filled > 0:
+                position_stop[order.pair] = max(position_stop.get(order.pair, D(0)), record.stop_loss or D(0))
+        for cid, order in on_exchange.items():
+            record = journaled[cid or ""]
             open_qty = order.remaining if order.is_open else D(0)
             limit = order.price if order.price is not None else record.reference_price
-            # what the account holds: VALR takes a BUY's fee in the bought coin
+            # what the account holds: VALR takes a taker BUY's fee in the bought coin
             held = order.filled - (order.total_fee if order.fee_currency == order.pair.removesuffix("ZAR") else 0)
             paid_price = order.quote_total / order.filled if order.filled else D(0)
             value[order.pair] = value.get(order.pair, D(0)) + held * paid_price + open_qty * limit
             stop = record.stop_loss or D(0)
-            risk += (paid_price - stop) * held + (limit - stop) * open_qty
+            risk += (paid_price - position_stop.get(order.pair, stop)) * held + (limit - stop) * open_qty
         for request in self.held:
             record = journaled[request.customer_order_id]
             value[request.pair] = value.get(request.pair, D(0)) + request.quantity * record.reference_price
