@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import free_port, summary
 from helios.config import load_settings
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.marketdata import ScriptedMarketData
 from helios.models import OrderPurpose, OrderStatus, OrderType, Side
 from helios.service import ApiServer, bind_socket, build_runtime
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from tests.service.conftest import ScriptedStrategy
 
 TOKEN = "bench-token-0123456789abcdef"

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import summary
 from helios.config import load_settings
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.models import OrderPurpose, OrderType, Side
 from helios.protection import PROTECTIVE_PREFIX
 from helios.service import build_runtime
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from tests.service.conftest import ScriptedStrategy
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import percentile
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.valr import ValrClient
 from helios.exchange.valr_ws import AccountEvent, AccountStream
 from helios.models import OrderRequest, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 BTC = "BTCZAR"
 

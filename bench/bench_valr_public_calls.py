@@ -13,8 +13,8 @@ import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 
-from helios.exchange.double import ExchangeDouble
 from helios.marketdata import MarketDataError, ValrMarketData
+from helios_double import ExchangeDouble
 
 FIVE = ["BTCZAR", "ETHZAR", "SOLZAR", "XRPZAR", "USDTZAR"]
 

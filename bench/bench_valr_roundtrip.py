@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.valr import ValrClient
 from helios.models import OrderRequest, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -17,12 +17,12 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-$PY -m helios.exchange.double --port "$DOUBLE_PORT" --price BTCZAR=1200000 --balance ZAR=1000 \
+$PY -m helios_double --port "$DOUBLE_PORT" --price BTCZAR=1200000 --balance ZAR=1000 \
   --spread-pct 0.02 > "$work/double.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do curl -fs "127.0.0.1:$DOUBLE_PORT/_double/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
-secret=$($PY -c 'from helios.exchange.double import DEFAULT_SECRET; print(DEFAULT_SECRET)')
+secret=$($PY -c 'from helios_double import DEFAULT_SECRET; print(DEFAULT_SECRET)')
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 umask 077
 cat > "$work/helios.env" <<ENV

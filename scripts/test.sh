@@ -8,7 +8,7 @@ started=$(date +%s)
 step() { printf '\n=== %s\n' "$*"; }
 
 step "ruff"
-ruff check helios helios_ops tests bench tasks.py
+ruff check helios helios_double helios_ops tests bench tasks.py
 step "mypy --strict"
 mypy
 step "yamllint"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET
 from helios.exchange.errors import AuthenticationFailed, OrderRejected
 from helios.exchange.valr import ConditionalRequest, StopLimitRequest, ValrClient
 from helios.models import OrderRequest, OrderStatus, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET
 from tests.contract.replay import Answer, Replay, replay_server
 from tests.contract.valr_sources import COLLECTION, example
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, VARIANTS, DoubleVariant, ExchangeDouble
 from helios.exchange.valr import ValrClient, order_status, sign_request
 from helios.models import OrderStatus
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, VARIANTS, DoubleVariant, ExchangeDouble
 from tests.contract.valr_sources import COLLECTION, STATUS_VALUES, body, example
 
 BTC = "BTCZAR"

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.errors import ExchangeError, OrderRejected, OutcomeUnknown
 from helios.exchange.valr import ValrClient
 from helios.models import OrderRequest, OrderStatus, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from tests.contract.replay import Answer, Replay, replay_server
 from tests.contract.valr_sources import (
     READ_ONLY_503,

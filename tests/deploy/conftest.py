@@ -198,7 +198,7 @@ def _start_double() -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "helios.exchange.double",
+            "helios_double",
             "--port",
             str(DOUBLE_PORT),
             "--key",
@@ -207,6 +207,7 @@ def _start_double() -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        cwd=REPO,  # the double is a dev-only package of the checkout, not part of the product wheel
     )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

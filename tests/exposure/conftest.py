@@ -13,10 +13,10 @@ import pytest
 
 from helios.config import Settings, load_settings
 from helios.engine import Engine
-from helios.exchange.double import ExchangeDouble
 from helios.journal import Journal, OrderRecord
 from helios.models import OrderPurpose, OrderType, Side, utcnow
 from helios.service import build_runtime
+from helios_double import ExchangeDouble
 from tests.live.test_live_engine import live_env
 from tests.service.conftest import ScriptedStrategy
 

@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from helios.config import load_settings
-from helios.exchange.double import ExchangeDouble
 from helios.exchange.errors import ExchangeError, OutcomeUnknown
 from helios.models import ExchangeOrder, Fill, OrderPurpose, OrderRequest, OrderStatus, OrderType, Side
 from helios.service import build_runtime
+from helios_double import ExchangeDouble
 from tests.live.test_live_engine import live_env
 from tests.service.conftest import ScriptedStrategy
 

@@ -12,11 +12,11 @@ import pytest
 
 from helios.cli import main as helios_cli
 from helios.engine import ResumeRefused
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.errors import ExchangeError, OutcomeUnknown
 from helios.exchange.valr import ValrClient
 from helios.models import ExchangeOrder, OrderPurpose, OrderRequest, OrderStatus, OrderType, Side, TradingState
 from helios.protection import is_protective_id
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from tests.live.test_live_engine import live_env
 
 from .conftest import Rig

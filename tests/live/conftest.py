@@ -1,7 +1,7 @@
 """Fixtures for the LIVE-path tests: a real exchange double on 127.0.0.1 (random free port) and clients for it.
 
 ``exchange_double`` is the fixture other suites can copy or import (``from tests.live.conftest import ...`` is not
-needed: the double itself is ``helios.exchange.double.ExchangeDouble``).
+needed: the double itself is ``helios_double.ExchangeDouble``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.valr import ValrClient
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 ClientFactory = Callable[..., ValrClient]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from helios.exchange.double import ExchangeDouble
 from helios.journal import Journal
 from helios.models import Mode
 from helios.reconcile import STARTING_BALANCES_KEY
+from helios_double import ExchangeDouble
 
 KEY, SECRET = "audit-key", "audit-secret-0123456789abcdef0123456789"
 TOKEN = "audit-token-0123456789abcdef"

@@ -20,12 +20,12 @@ import pytest
 
 from helios.config import Settings, load_settings
 from helios.engine import Engine, ResumeRefused
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.journal import Journal
 from helios.marketdata import ValrMarketData
 from helios.models import Mode, OrderPurpose, OrderStatus, OrderType, Side, TradingState
 from helios.orchestrator import build_exchange_client
 from helios.service import build_runtime
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from tests.service.conftest import ScriptedStrategy
 
 TOKEN = "live-token-0123456789abcdef"

@@ -13,10 +13,10 @@ import pytest
 
 from helios.config import load_settings
 from helios.engine import Engine
-from helios.exchange.double import VARIANTS, DoubleVariant, ExchangeDouble
 from helios.models import OrderPurpose, OrderStatus, OrderType, Side
 from helios.protection import PROTECTIVE_PREFIX
 from helios.service import build_runtime
+from helios_double import VARIANTS, DoubleVariant, ExchangeDouble
 from tests.live.test_live_engine import live_env
 from tests.service.conftest import ScriptedStrategy
 

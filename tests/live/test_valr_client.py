@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 
 from helios.exchange.base import ExchangeClient
-from helios.exchange.double import DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.errors import AuthenticationFailed, ExchangeReadOnly, OrderRejected
 from helios.exchange.valr import ValrClient, key_has_permission
 from helios.models import Mode, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+from helios_double import DEFAULT_SECRET, ExchangeDouble
 
 ClientFactory = Callable[..., ValrClient]
 

@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 import requests
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.errors import DeadlineExceeded, ExchangeUnavailable, OutcomeUnknown
 from helios.exchange.valr import ValrClient
 from helios.marketdata import PublicCallPacer
 from helios.models import OrderRequest, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 BTC = "BTCZAR"
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.errors import (
     AuthenticationFailed,
     ExchangeError,
@@ -23,6 +22,7 @@ from helios.exchange.errors import (
 )
 from helios.exchange.valr import ValrClient
 from helios.models import OrderRequest, OrderStatus, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 ClientFactory = Callable[..., ValrClient]
 BTC = "BTCZAR"
@@ -271,7 +271,7 @@ def test_module_entry_point_starts_and_prints_its_url() -> None:
         [
             sys.executable,
             "-m",
-            "helios.exchange.double",
+            "helios_double",
             "--port",
             "0",
             "--price",

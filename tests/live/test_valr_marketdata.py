@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from helios.exchange.double import ExchangeDouble
 from helios.marketdata import MarketDataError, PublicCallPacer, ValrMarketData
+from helios_double import ExchangeDouble
 
 PAIRS = ["BTCZAR", "ETHZAR", "SOLZAR", "XRPZAR", "USDTZAR"]
 

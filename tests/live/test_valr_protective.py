@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.errors import OrderRejected
 from helios.exchange.valr import ConditionalRequest, StopLimitRequest, ValrClient
 from helios.models import OrderRequest, OrderStatus, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 BTC = "BTCZAR"
 

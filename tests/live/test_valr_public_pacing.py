@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from helios.exchange.double import ExchangeDouble
 from helios.marketdata import MarketDataError, ValrMarketData
+from helios_double import ExchangeDouble
 
 PAIRS = ["BTCZAR", "ETHZAR", "SOLZAR", "XRPZAR", "USDTZAR"]
 
@@ -69,10 +69,10 @@ def test_a_live_engine_run_of_10_simulated_minutes_never_makes_more_than_30_publ
     from pathlib import Path
 
     from helios.config import load_settings
-    from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET
     from helios.exchange.valr import ValrClient
     from helios.marketdata import MARKET_DATA_PUBLIC_BUDGET, PublicCallPacer
     from helios.service import build_runtime
+    from helios_double import DEFAULT_KEY, DEFAULT_SECRET
     from tests.service.conftest import ScriptedStrategy
 
     sim = SimClock()

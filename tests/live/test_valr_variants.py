@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, VARIANTS, DoubleVariant, ExchangeDouble
 from helios.exchange.errors import ExchangeReadOnly, OrderRejected, OutcomeUnknown, PlacementRateLimited
 from helios.exchange.valr import ValrClient
 from helios.models import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, VARIANTS, DoubleVariant, ExchangeDouble
 
 BTC = "BTCZAR"
 

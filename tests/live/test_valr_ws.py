@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.valr import ValrClient
 from helios.exchange.valr_ws import AccountEvent, AccountStream, Connected, FillDeduper, TradeStream, ws_auth_headers
 from helios.models import Fill, OrderRequest, OrderStatus, OrderType, Side, Ticker
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 BTC = "BTCZAR"
 

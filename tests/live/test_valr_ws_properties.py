@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.valr import ValrClient
 from helios.exchange.valr_ws import AccountEvent, AccountStream, Connected, FillDeduper
 from helios.models import Fill, OrderRequest, OrderType, Side
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 
 BTC = "BTCZAR"
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from helios.attest import REQUIRED
-from helios.exchange.double import ExchangeDouble
+from helios_double import ExchangeDouble
 from tests.live.test_audit import KEY, SECRET, TOKEN, audit, checks
 from tests.live.test_audit import double as double  # the audit's double, with its key
 

@@ -14,11 +14,11 @@ import pytest
 
 from helios.config import Settings, load_settings
 from helios.engine import Engine
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.valr import ValrClient
 from helios.journal import Journal, OrderRecord, journal_path
 from helios.models import Mode, OrderPurpose, OrderType, Side
 from helios.service import build_runtime
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from tests.service.conftest import ScriptedStrategy
 
 TOKEN = "safety-token-0123456789abcdef"

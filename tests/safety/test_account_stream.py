@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET
 from helios.exchange.valr_ws import AccountStream, Connected
 from helios.models import OrderStatus
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET
 
 from .conftest import D, SafetyRig, wait_for_price
 

@@ -21,11 +21,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from helios.cli import direct_emergency_stop
 from helios.config import load_settings
 from helios.engine import ResumeRefused
-from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from helios.exchange.valr import ValrClient
 from helios.models import OrderPurpose, OrderType, Side, TradingState
 from helios.service import build_runtime
 from helios.trading_state import TransitionRefused
+from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
 from tests.service.conftest import ScriptedStrategy
 
 from .conftest import WriteLockHolder, live_env

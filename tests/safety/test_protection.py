@@ -147,9 +147,9 @@ def test_api_emergency_stop_body_cancel_protective(double: object, tmp_path: obj
     import requests
 
     from helios.config import load_settings
-    from helios.exchange.double import ExchangeDouble
     from helios.models import OrderPurpose, OrderType, Side
     from helios.service import ApiServer, bind_socket, build_runtime
+    from helios_double import ExchangeDouble
     from tests.service.conftest import ScriptedStrategy
 
     from .conftest import TOKEN, live_env

@@ -25,3 +25,22 @@ def test_bootstrap_stops_with_pips_words_when_an_install_fails(tmp_path: Path) -
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "bootstrap: pip install --upgrade pip>=24 failed" in proc.stderr
     assert not list((tmp_path / ".venv").glob(".helios-deps-*"))  # nothing recorded as installed
+
+
+def test_the_product_wheel_carries_no_exchange_double(tmp_path: Path) -> None:
+    """Issue 10, finding 9: the double (with its default secret) is dev-only: demos, tests and benches import it from
+    the checkout; production hosts never get it."""
+    import zipfile
+
+    from helios_double import DEFAULT_SECRET
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("helios-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert not [n for n in names if "double" in n], names
+        assert any(n.startswith("helios/static/") for n in names)  # the wheel itself is whole
+        for name in names:
+            assert DEFAULT_SECRET.encode() not in zf.read(name), name

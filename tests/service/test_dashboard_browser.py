@@ -114,7 +114,7 @@ def test_dashboard_shows_the_service_and_its_emergency_stop_button_works(
 @pytest.fixture(params=["PAPER", "LIVE"])
 def rollout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
     from helios.api_rollout import create_rollout_router
-    from helios.exchange.double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
+    from helios_double import DEFAULT_KEY, DEFAULT_SECRET, ExchangeDouble
     from tests.rollout.conftest import add_trade
 
     port = free_port()

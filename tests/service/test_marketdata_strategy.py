@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from helios.exchange.double import ExchangeDouble
 from helios.marketdata import MarketDataError, SimMarketData, ValrMarketData
 from helios.models import Side
 from helios.strategy import SmaCrossover, StrategyContext
+from helios_double import ExchangeDouble
 
 from .conftest import RigFactory
 

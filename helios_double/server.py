@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 from websockets.sync.server import Server as WsServer
 from websockets.sync.server import ServerConnection, serve
 
-from helios.exchange.double.book import (
+from helios_double.book import (
     DEFAULT_BALANCES,
     DEFAULT_ORDER_TYPES,
     DEFAULT_PRICES,

@@ -1,4 +1,4 @@
-"""``python -m helios.exchange.double --port 8200 [--price BTCZAR=1200000] [--key KEY:SECRET[:Perm,Perm]]``.
+"""``python -m helios_double --port 8200 [--price BTCZAR=1200000] [--key KEY:SECRET[:Perm,Perm]]``.
 
 Prints the base URL on its first line, then serves until SIGINT/SIGTERM.
 """
@@ -13,8 +13,8 @@ import threading
 from decimal import Decimal, InvalidOperation
 from types import FrameType
 
-from helios.exchange.double.book import DEFAULT_PRICES
-from helios.exchange.double.server import (
+from helios_double.book import DEFAULT_PRICES
+from helios_double.server import (
     DEFAULT_KEY,
     DEFAULT_PERMISSIONS,
     DEFAULT_SECRET,
@@ -49,7 +49,7 @@ def _keys(values: list[str]) -> dict[str, KeySpec]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helios.exchange.double", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m helios_double", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; keep it loopback)")
     parser.add_argument("--port", type=int, default=8200, help="port (0 = any free port)")
     parser.add_argument("--price", action="append", default=[], metavar="PAIR=PRICE", help="initial price")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if DEFAULT_KEY in double.keys and double.keys[DEFAULT_KEY].secret == DEFAULT_SECRET:
         print(
-            "using the documented dev key (helios.exchange.double.DEFAULT_KEY / DEFAULT_SECRET)",
+            "using the documented dev key (helios_double.DEFAULT_KEY / DEFAULT_SECRET)",
             file=sys.stderr,
             flush=True,
         )

@@ -7,11 +7,11 @@ In process::
     with ExchangeDouble() as double:          # random free port on 127.0.0.1
         client = ValrClient(DEFAULT_KEY, DEFAULT_SECRET, base_url=double.url)
 
-Standalone: ``python -m helios.exchange.double --port 8200 --price BTCZAR=1200000``.
+Standalone: ``python -m helios_double --port 8200 --price BTCZAR=1200000``.
 """
 
-from helios.exchange.double.book import DEFAULT_PAIRS, DEFAULT_PRICES, Order, PairSpec, Trade
-from helios.exchange.double.server import (
+from helios_double.book import DEFAULT_PAIRS, DEFAULT_PRICES, Order, PairSpec, Trade
+from helios_double.server import (
     DEFAULT_KEY,
     DEFAULT_PERMISSIONS,
     DEFAULT_SECRET,
