@@ -1588,9 +1588,20 @@ def _args_backup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=int, default=L.keep_backups)
 
 
+OPERATOR_TEXT_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{0,500}")
+
+
+def operator_text(value: str) -> str:
+    """argparse type of every operator string (reason, who, why): data, <= 500 characters, no control characters."""
+    if OPERATOR_TEXT_RE.fullmatch(value) is None:
+        raise argparse.ArgumentTypeError("at most 500 characters and no control characters")
+    return value
+
+
 def _args_reason(required: bool) -> Callable[[argparse.ArgumentParser], None]:
     def add(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--reason", required=required, default=None if required else "emergency stop")
+        p.add_argument("--reason", type=operator_text, required=required,
+                       default=None if required else "emergency stop")
         p.add_argument("--timeout", type=float, default=60.0)
 
     return add
@@ -1863,8 +1874,8 @@ def build_parser() -> argparse.ArgumentParser:
     who = os.environ.get("HELIOS_ACTOR") or os.environ.get("SUDO_USER") or "root"
     s = sub.add_parser("start", help="start a flow on this host and follow it")
     s.add_argument("flow", choices=sorted(FLOWS))
-    s.add_argument("--who", default=who)
-    s.add_argument("--why", default="")
+    s.add_argument("--who", type=operator_text, default=who)
+    s.add_argument("--why", type=operator_text, default="")
     s.add_argument("--detach", action="store_true")
     s.add_argument("--flow-id", default=None)
     r = sub.add_parser("run", help="(the flow unit) run a recorded flow")

@@ -84,9 +84,11 @@ def run_playbook(
                 f"inventory {inventory!r} has vault-encrypted files: set {provision_mod.VAULT_PASSWORD_ENV}"
             )
     binary = str(Path(sys.executable).parent / "ansible-playbook")
-    argv = cmd.playbook_argv(binary, path, playbook, extra_vars, limit, vault_file)
     write = echo or (lambda line: print(line, flush=True))
     with tempfile.TemporaryDirectory(prefix="helios-run-") as tmp:
+        vars_file = Path(tmp) / "extra-vars.yml"
+        vars_file.write_text(cmd.extra_vars_text(extra_vars or {}))
+        argv = cmd.playbook_argv(binary, path, playbook, vars_file, limit, vault_file)
         result_file = Path(tmp) / "result.json"
         env = {**os.environ, **cmd.playbook_env(result_file, cmd.actor())}
         started = time.monotonic()

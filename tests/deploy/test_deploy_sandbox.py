@@ -6,6 +6,7 @@ The scenarios share one host and run in file order; each leaves the host healthy
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import time
@@ -31,8 +32,13 @@ def _last(lines: list[dict[str, Any]], event: str) -> dict[str, Any]:
 
 def test_deploy_v1_then_v2(host: Host, sources: dict[str, Path]) -> None:
     first = host.current()
-    r1 = host.invoke("deploy", "--source", str(sources["v1"]), "--reason", "v1")
+    # Issue 10 finding 5: the reason reaches Ansible as data (an !unsafe extra-vars file), never as a template.
+    marker = Path(f"/tmp/helios-jinja-ran-{os.getpid()}")
+    jinja = "v1 {{ lookup('ansible.builtin.pipe', 'touch " + str(marker) + "') }} {{ vault_x }}"
+    r1 = host.invoke("deploy", "--source", str(sources["v1"]), "--reason", jinja)
     assert r1.rc == 0, r1.out[-3000:]
+    assert not marker.exists()
+    assert [x for x in host.audit_lines() if x["event"] == "deploy"][-1]["reason"] == jinja
     v1 = host.current()
     assert v1 != first
     for step in (
@@ -241,8 +247,14 @@ def test_to_live_refused_when_audit_fails_or_confirmation_wrong(host: Host) -> N
     wrong = host.invoke("to-live", "--confirm", "deploy2")
     assert wrong.rc != 0 and "does not match host" in wrong.out.strip().splitlines()[-1]
     assert host.env_file() == env_before
-    twin = host.playbook("mode.yml", "-e", "helios_mode=LIVE", "-e", "helios_confirm=not-this-host")
+    twin = host.playbook("mode.yml", "-e", "helios_mode=LIVE", extra_env={"HELIOS_CONFIRM": "not-this-host"})
     assert twin.rc != 0 and "does not match the host name" in twin.out
+    # Issue 10 finding 5: a confirmation is compared as a literal string, never rendered as a template.
+    templated = host.playbook(
+        "mode.yml", "-e", "helios_mode=LIVE", extra_env={"HELIOS_CONFIRM": "{{ inventory_hostname }}"})
+    assert templated.rc != 0 and "does not match the host name" in templated.out
+    as_extra_var = host.playbook("mode.yml", "-e", "helios_mode=LIVE", "-e", "helios_confirm={{ inventory_hostname }}")
+    assert as_extra_var.rc != 0 and "-e helios_confirm is not accepted" in as_extra_var.out
     assert host.env_file() == env_before
     assert host.api("/api/mode/current")["mode"] == "PAPER"
     refused = [x for x in host.audit_lines() if x["event"] == "mode_switch"]
@@ -281,14 +293,15 @@ def test_emergency_stop_goes_direct_when_the_api_is_down(host: Host) -> None:
     host.ssh("systemctl stop helios")
     for _ in range(2):
         double_admin("POST", "/orders/seed", {"pair": "BTCZAR", "side": "BUY", "quantity": "0.0001", "price": "100000"})
-    stop = host.invoke("emergency-stop", "--reason", "test: service down")
+    reason = "-x test: service down {{ inventory_hostname }}"  # issue 10 findings 5 and 6
+    stop = host.invoke("emergency-stop", f"--reason={reason}")
     assert stop.rc == 0, stop.out
     assert "HALTED via direct; unit stopped" in stop.out and "orders cancelled 2" in stop.out
     assert "open orders remaining 0 (confirmed" in stop.out
     assert double_admin("GET", "/orders?open=1") == []
     assert host.ssh("systemctl is-active helios", check=False).strip() != "active"
     line = _last(host.audit_lines(), "emergency_stop")
-    assert line["path"] == "direct" and line["unit_stopped"] is True
+    assert line["path"] == "direct" and line["unit_stopped"] is True and line["reason"] == reason
     res = host.invoke("resume", "--reason", "service back after direct stop")
     assert res.rc == 0, res.out
     assert "HALTED -> ACTIVE (via direct)" in res.out
