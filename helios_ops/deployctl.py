@@ -446,11 +446,19 @@ def sqlite_report(conn: sqlite3.Connection) -> dict[str, Any]:
     return {"integrity": check, "rows": row_counts_conn(conn) if check == "ok" else {}}
 
 
+def rollback_journal_image(data: bytes) -> bytes:
+    """A WAL-mode database image (header bytes 18-19 = 2) as a rollback-journal one (= 1): what the old file
+    backup's ``PRAGMA journal_mode=DELETE`` did; an in-memory database cannot open a WAL image."""
+    if len(data) >= 20 and data[18:20] == b"\x02\x02":
+        return data[:18] + b"\x01\x01" + data[20:]
+    return data
+
+
 def db_report_from_bytes(data: bytes) -> dict[str, Any]:
     """(as the service user) integrity and row counts of a journal image, parsed in memory."""
     conn = sqlite3.connect(":memory:")
     try:
-        conn.deserialize(data)
+        conn.deserialize(rollback_journal_image(data))
         return sqlite_report(conn)
     finally:
         conn.close()
@@ -466,7 +474,7 @@ def dump_journal(name: str) -> bytes:
     dst = sqlite3.connect(":memory:")
     try:
         src.backup(dst)
-        return bytes(dst.serialize())
+        return rollback_journal_image(bytes(dst.serialize()))
     finally:
         dst.close()
         src.close()

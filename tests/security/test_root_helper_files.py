@@ -43,6 +43,7 @@ class Box:
     def journal(self, name: str = "journal-paper.sqlite", tables: tuple[str, ...] = ("orders", "fills")) -> Path:
         path = self.state / name
         conn = sqlite3.connect(path)
+        conn.execute("PRAGMA journal_mode=WAL")  # as helios/journal.py opens it
         for i, table in enumerate(tables):
             quoted = '"' + table.replace('"', '""') + '"'
             conn.execute(f"CREATE TABLE {quoted} (id INTEGER PRIMARY KEY, v TEXT)")
@@ -126,6 +127,7 @@ def test_restore_never_writes_through_a_planted_symlink(box: Box) -> None:
     info = ctl.make_backup(keep=5)
     src = ctl.L.backup_dir / info["backup"]
     for name in (".journal-paper.sqlite.restore", "journal-paper.sqlite-wal", "journal-paper.sqlite-shm"):
+        (box.state / name).unlink(missing_ok=True)
         (box.state / name).symlink_to(box.victim)
     (box.state / "journal-paper.sqlite").unlink()
     (box.state / "journal-paper.sqlite").symlink_to(box.victim)
