@@ -96,7 +96,7 @@ def playbook_env(result_file: Path, who: str) -> dict[str, str]:
         "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
         "ANSIBLE_STDOUT_CALLBACK": "helios_steps",
         "ANSIBLE_CALLBACK_PLUGINS": str(ANSIBLE_DIR / "callback_plugins"),
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",  # against inventory/<name>/known_hosts (inventory vars)
         "HELIOS_RESULT_FILE": str(result_file),
         "HELIOS_ACTOR": who,
     }

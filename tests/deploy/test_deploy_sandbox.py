@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import BROKEN, SECRETS, Host, double_admin, scratch_source
+from tests.deploy.conftest import BROKEN, REPO, SECRETS, Host, double_admin, scratch_source
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -354,6 +354,33 @@ def test_resume_and_status(host: Host) -> None:
     res = host.invoke("resume", "--reason", "tests done")
     assert res.rc == 0, res.out
     assert _last(host.audit_lines(), "resume")["result"] == "ok"
+
+
+def test_changed_host_key_is_refused_everywhere(host: Host, sources: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 10 finding 4: whoever answers with another key is refused by deploy, status, emergency stop and the
+    Ansible twin, with one clear line and no side effect on the host."""
+    known = REPO / "inventory" / "deploytest" / "known_hosts"
+    original = known.read_text()
+    audit_before = len(host.audit_lines())
+    state_before = host.api("/api/health").get("trading_state")
+    forged_key = tmp_path / "forged"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(forged_key)], check=True)
+    pattern = original.split()[0]
+    known.write_text(f"{pattern} {' '.join(Path(f'{forged_key}.pub').read_text().split()[:2])}\n")
+    try:
+        for argv in (("status",), ("emergency-stop", "--reason=key test"),
+                     ("deploy", "--source", str(sources["v1"]), "--reason", "key test")):
+            r = host.invoke(*argv)
+            refused = [line for line in r.out.splitlines() if "REFUSED" in line]
+            assert r.rc != 0 and refused, (argv, r.out[-2000:])
+            assert "deploy1" in refused[-1] and "host key" in refused[-1], refused
+        twin = host.playbook("emergency_stop.yml", "-e", "helios_reason=key test")
+        assert twin.rc != 0 and "Host key verification failed" in twin.out, twin.out[-2000:]
+    finally:
+        known.write_text(original)
+    assert len(host.audit_lines()) == audit_before  # nothing ran on the host
+    assert host.api("/api/health").get("trading_state") == state_before
+    assert host.invoke("status").rc == 0
 
 
 def test_invariants_across_scenarios(host: Host) -> None:
