@@ -209,6 +209,38 @@ def test_backup_restore_round_trip(host: Host) -> None:
     host.journal_counts()
 
 
+def test_hostile_service_user_cannot_take_root_files(host: Host) -> None:
+    """Issue 10 findings 1-3 on the real host: the ``helios`` user plants links to a root-only file and a crafted
+    SHA256SUMS; backup, restore and verify-backup leave the victim unchanged (content, owner, mode).
+    (tests/security/test_root_helper_files.py covers FIFOs, hard links and crafted tables without a host.)"""
+    host.ssh("umask 077; printf 'root-only secret\\n' > /root/victim; chmod 600 /root/victim")
+    victim = "stat -c '%U:%G %a %s' /root/victim; sha256sum /root/victim"
+    before = host.ssh(victim)
+    as_helios = "runuser -u helios -- "
+    host.ssh(as_helios + "ln -sfn /root/victim /var/lib/helios/x")
+    host.ssh(as_helios + "ln -sfn /root/victim /var/lib/helios/.journal-paper.sqlite.restore")
+    try:
+        r = host.invoke("backup")
+        assert r.rc == 0, r.out[-2000:]
+        ts = host.helper("backups")["backups"][-1]["backup"]
+        rr = host.invoke("restore", "--backup", ts)
+        assert rr.rc == 0, rr.out[-2000:]
+        assert host.ssh(victim) == before
+        assert host.ssh("stat -c %U /var/lib/helios/journal-paper.sqlite").strip() == "helios"
+        # a SHA256SUMS that points outside its backup is refused (root writes it here: backups are root-only)
+        digest = host.ssh("sha256sum /root/victim").split()[0]
+        host.ssh(f"echo '{digest}  ../../../root/victim' >> /var/backups/helios/{ts}/SHA256SUMS")
+        refused = host.helper("verify-backup", ts)
+        assert refused["ok"] is False and "bad file name" in refused["error"]
+        assert host.ssh(victim) == before
+    finally:
+        host.ssh("rm -f /var/lib/helios/x /var/lib/helios/.journal-paper.sqlite.restore /root/victim; "
+                 "sed -i '/root.victim/d' /var/backups/helios/*/SHA256SUMS", check=False)
+    host.wait_healthy()
+    host.journal_history.clear()
+    host.journal_counts()
+
+
 def test_rollback_refuses_unreadable_journal_unless_backup_restored(host: Host) -> None:
     assert host.invoke("backup").rc == 0
     ts = host.helper("backups")["backups"][-1]["backup"]
