@@ -80,6 +80,7 @@ class Layout:
     keep_releases: int
     keep_backups: int
     keep_flows: int
+    keep_env_backups: int
     release_id_re: re.Pattern[str]
     backup_id_re: re.Pattern[str]
     flow_id_re: re.Pattern[str]
@@ -100,6 +101,7 @@ class Layout:
             keep_releases=int(data["keep_releases"]),
             keep_backups=int(data["keep_backups"]),
             keep_flows=int(data["keep_flows"]),
+            keep_env_backups=int(data.get("keep_env_backups", 3)),
             release_id_re=re.compile(str(data["release_id_re"])),
             backup_id_re=re.compile(str(data["backup_id_re"])),
             flow_id_re=re.compile(str(data["flow_id_re"])),
@@ -249,6 +251,15 @@ def prune_plan(
     bad_sorted = sorted((r for r in releases if is_release_id(r) and r in bad), reverse=True)
     kept = set(good[: max(keep, 1)]) | set(bad_sorted[:2]) | {r for r in (current, last_good) if r}
     return sorted(r for r in releases if is_release_id(r) and r not in kept)
+
+
+ENV_BACKUP_RE = re.compile(r"helios\.env\.[0-9]{8}T[0-9]{6}Z\.bak")
+
+
+def env_backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
+    """Old ``helios.env.<ts>.bak`` copies (they hold rotated secrets): all but the newest ``keep``."""
+    baks = sorted(n for n in names if ENV_BACKUP_RE.fullmatch(n))
+    return baks[: max(0, len(baks) - keep)]
 
 
 def backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
@@ -1528,9 +1539,11 @@ def flow_mode(flow: Flow, args: argparse.Namespace) -> Outcome:
     backup = L.env_file.with_name(f"{L.env_file.name}.{now_utc().strftime(TS_FORMAT)}.bak")
     try:
         with flow.step("write"):
-            shutil.copy2(L.env_file, backup)
+            write_exclusive(backup, old.encode(), 0o600, owner=(0, 0))
             write_text_atomic(L.env_file, new, mode=0o600)
             flow.detail["previous_file"] = str(backup)
+            for name in env_backups_to_remove(os.listdir(L.env_file.parent), L.keep_env_backups):
+                (L.env_file.parent / name).unlink(missing_ok=True)
         with flow.step("restart"):
             stop_service()
             start_service()

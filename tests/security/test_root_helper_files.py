@@ -230,3 +230,11 @@ def test_host_commands_take_operator_values_as_one_argument(box: Box, monkeypatc
     ctl.halt_direct(_Flow(), "-urgent")  # type: ignore[arg-type]
     assert "--reason=-urgent" in seen[0] and "--actor=-ops" in seen[0]
     assert seen[0][:2] == ["setpriv", f"--reuid={box.uid}"]
+
+
+def test_old_env_backups_are_pruned_keeping_three() -> None:
+    """Finding 9: rotated secrets must not linger in ``/etc/helios/helios.env.<ts>.bak`` forever."""
+    names = [f"helios.env.2026010{i}T000000Z.bak" for i in range(1, 7)] + ["helios.env", "helios.env.bak.txt"]
+    assert ctl.env_backups_to_remove(names, 3) == [f"helios.env.2026010{i}T000000Z.bak" for i in range(1, 4)]
+    assert ctl.env_backups_to_remove(names[:2], 3) == []
+    assert ctl.L.keep_env_backups == 3
