@@ -85,6 +85,10 @@ def run_playbook(
             raise OpsError(
                 f"inventory {inventory!r} has vault-encrypted files: set {provision_mod.VAULT_PASSWORD_ENV}"
             )
+        try:
+            provision_mod.check_vault_password(inventory, vault_file)
+        except provision_mod.ProvisionError as exc:
+            raise OpsError(str(exc)) from None
     binary = str(Path(sys.executable).parent / "ansible-playbook")
     write = echo or (lambda line: print(line, flush=True))
     with tempfile.TemporaryDirectory(prefix="helios-run-") as tmp:
