@@ -1192,6 +1192,24 @@ def is_complete(rid: str) -> bool:
     return (L.releases_dir / rid / "release.json").is_file()
 
 
+REQUIREMENT_LOCK_RE = re.compile(r"[a-z0-9][a-z0-9._-]*==[A-Za-z0-9.+!_-]+ --hash=sha256:[0-9a-f]{64}")
+
+
+def requirements_lock(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """(all requirements, the helios wheel alone) as ``pip install --require-hashes`` files, from the manifest the
+    operator's build wrote: every wheel pinned by version and sha256. A manifest without them is refused."""
+    wheel, digest = str(meta.get("wheel", "")), str(meta.get("wheel_sha256", ""))
+    parts = wheel.removesuffix(".whl").split("-")
+    if not wheel.endswith(".whl") or len(parts) < 5 or re.fullmatch(r"[0-9a-f]{64}", digest) is None:
+        raise Failure("the release manifest has no sha256 for its wheel (built without a hash lock): rebuild it",
+                      EXIT_REFUSED)
+    own = f"{parts[0].replace('_', '-').lower()}=={parts[1]} --hash=sha256:{digest}"
+    deps = meta.get("requirements")
+    if not isinstance(deps, list) or not all(REQUIREMENT_LOCK_RE.fullmatch(str(x)) for x in deps):
+        raise Failure("the release manifest has no hash-locked requirements: rebuild it", EXIT_REFUSED)
+    return "\n".join([own, *map(str, deps)]) + "\n", own + "\n"
+
+
 def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str, Any]:
     """Offline virtualenv from the uploaded wheel and the host's wheelhouse, built in place (scripts carry absolute
     shebangs); release.json is written last, so a run that dies leaves a directory without it, which the next run
@@ -1205,17 +1223,21 @@ def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str
     if is_complete(rid):
         raise Failure(f"release {rid} is already installed on this host (release ids are unique per build: "
                       "build again)", EXIT_REFUSED)
+    all_lock, own_lock = requirements_lock(meta)
     shutil.rmtree(final, ignore_errors=True)
     (final / "wheels").mkdir(parents=True)
     shutil.copy2(wheel, final / "wheels" / wheel.name)
+    (final / "requirements.lock").write_text(all_lock)
+    (final / "wheel.lock").write_text(own_lock)
+    pip_locked = ["--no-index", "--require-hashes", "--no-cache-dir", "--disable-pip-version-check", "--quiet",
+                  "--find-links", str(final / "wheels")]
     donor = venv_donor(str(meta["deps_hash"]))
     how = "new virtualenv"
     if donor is not None:
         try:
             clone_venv(L.releases_dir / donor / "venv", final / "venv")
-            run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-deps", "--force-reinstall",
-                 "--no-cache-dir", "--disable-pip-version-check", "--quiet", str(final / "wheels" / wheel.name)],
-                timeout=300, check=True)
+            run([str(final / "venv" / "bin" / "pip"), "install", *pip_locked, "--no-deps", "--force-reinstall",
+                 "-r", str(final / "wheel.lock")], timeout=300, check=True)
             how = f"virtualenv cloned from {donor} (same dependencies)"
         except (Failure, OSError) as exc:
             say(f"cloning the virtualenv of {donor} failed ({exc}); building a new one")
@@ -1223,9 +1245,8 @@ def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str
             donor = None
     if donor is None:
         run([python, "-m", "venv", str(final / "venv")], timeout=180, check=True)
-        run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-cache-dir",
-             "--disable-pip-version-check", "--quiet", "--find-links", str(wheelhouse),
-             str(final / "wheels" / wheel.name)], timeout=600, check=True)
+        run([str(final / "venv" / "bin" / "pip"), "install", *pip_locked, "--find-links", str(wheelhouse),
+             "-r", str(final / "requirements.lock")], timeout=600, check=True)
     write_json_atomic(final / "release.json", {**meta, "release": rid, "deployed_at": iso(), "deployed_by": who},
                       mode=0o644)
     return {"release": rid, "deps_hash": meta["deps_hash"], "venv": how}
