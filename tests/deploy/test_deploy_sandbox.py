@@ -245,11 +245,12 @@ def test_rollback_refuses_unreadable_journal_unless_backup_restored(host: Host) 
     assert host.invoke("backup").rc == 0
     ts = host.helper("backups")["backups"][-1]["backup"]
     cur = host.current()
-    # What a newer release's migration would leave behind: a journal that needs a reader >= v2.
+    # What a newer release's migration would leave behind: a journal that needs a reader newer than any release here
+    # (main's SCHEMA_VERSION moved past 2, so "2" no longer made it unreadable).
     bump = (
         "import sqlite3\n"
         "c = sqlite3.connect('/var/lib/helios/journal-paper.sqlite', timeout=10)\n"
-        "c.execute(\"INSERT OR REPLACE INTO meta VALUES ('schema_version', '2'), ('min_reader_version', '2')\")\n"
+        "c.execute(\"INSERT OR REPLACE INTO meta VALUES ('schema_version', '99'), ('min_reader_version', '99')\")\n"
         "c.commit()\n"
     )
     host.ssh(f"runuser -u helios -- python3 -c {shlex.quote(bump)}")
