@@ -57,6 +57,8 @@ class Artifact:
     deps_hash: str = ""
     dirty: bool = False
     source_tree: str = ""
+    wheel_sha256: str = ""
+    requirements: tuple[str, ...] = ()  # "name==version --hash=sha256:..." of every wheelhouse wheel
 
 
 # -- pure --------------------------------------------------------------------------------------------------
@@ -105,6 +107,8 @@ def manifest(art: Artifact, deployed_by: str) -> dict[str, object]:
         "wheelhouse": art.deps_hash,
         "dirty": art.dirty,
         "source_tree": art.source_tree or art.git_sha,
+        "wheel_sha256": art.wheel_sha256,
+        "requirements": list(art.requirements),
     }
 
 
@@ -150,12 +154,41 @@ def wheel_command(python: str, src: Path, out: Path) -> list[str]:
     return [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(src)]
 
 
-def download_command(python: str, wheel: Path, out: Path, python_version: str, arch: str) -> list[str]:
-    """Dependencies of ``wheel`` as binary wheels for the target interpreter (no index needed on the host)."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wheel_name_version(filename: str) -> tuple[str, str]:
+    """``apprise-2.3.0-py3-none-any.whl`` -> (``apprise``, ``2.3.0``)."""
+    parts = filename.removesuffix(".whl").split("-")
+    if len(parts) < 5 or not filename.endswith(".whl"):
+        raise ArtifactError(f"not a wheel file name: {filename!r}")
+    return parts[0].replace("_", "-").lower(), parts[1]
+
+
+def hash_lock(wheelhouse: Path) -> tuple[str, ...]:
+    """One pinned, hash-locked requirement per wheel of the wheelhouse (``pip install --require-hashes``)."""
+    lines = []
+    for wheel in sorted(wheelhouse.glob("*.whl")):
+        name, version = wheel_name_version(wheel.name)
+        lines.append(f"{name}=={version} --hash=sha256:{file_sha256(wheel)}")
+    return tuple(lines)
+
+
+def download_command(python: str, wheel: Path, out: Path, python_version: str, arch: str,
+                     constraints: Path | None = None) -> list[str]:
+    """Dependencies of ``wheel`` as binary wheels for the target interpreter (no index needed on the host),
+    resolved from ``constraints`` (constraints.txt: the tested set, never whatever is newest today)."""
     if not re.fullmatch(r"3\.\d{1,2}", python_version):
         raise ArtifactError(f"python version must look like 3.11, got {python_version!r}")
     abi = "cp" + python_version.replace(".", "")
     argv = [python, "-m", "pip", "download", "--quiet", "--dest", str(out), "--only-binary=:all:"]
+    if constraints is not None:
+        argv += ["-c", str(constraints)]
     argv += ["--python-version", python_version, "--implementation", "cp", "--abi", abi, "--abi", "none"]
     for tag in platform_tags(arch):
         argv += ["--platform", tag]
@@ -187,9 +220,9 @@ def resolve_sha(ref: str, repo: Path = REPO_ROOT) -> str:
     return _run(["git", "-C", str(repo), "rev-parse", "--verify", f"{ref}^{{commit}}"]).strip()
 
 
-def deps_hash(requires: Sequence[str], python_version: str, arch: str) -> str:
-    """Key of a dependency wheelhouse: the wheel's Requires-Dist lines plus the target interpreter."""
-    material = "\n".join([python_version, arch, *sorted(line.strip() for line in requires)])
+def deps_hash(requires: Sequence[str], python_version: str, arch: str, constraints: str = "") -> str:
+    """Key of a dependency wheelhouse: the wheel's Requires-Dist lines, the constraints and the target interpreter."""
+    material = "\n".join([python_version, arch, *sorted(line.strip() for line in requires), constraints.strip()])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -264,12 +297,16 @@ def build(
             target.mkdir(parents=True)
             shutil.copy2(wheels[0], target / wheels[0].name)
             meta_file.write_text(json.dumps(cached, indent=2) + "\n")
-    dhash = deps_hash(cached["requires"], python_version, arch)
+    constraints = _run(["git", "-C", str(repo), "show", f"{tree}:constraints.txt"])
+    dhash = deps_hash(cached["requires"], python_version, arch, constraints)
     deps_dir = out_root / f"deps-{dhash}"
     if not (deps_dir / ".complete").is_file():
         with tempfile.TemporaryDirectory(prefix="helios-deps-", dir=out_root) as tmp:
             staging = Path(tmp) / "wheels"
-            _run(download_command(sys.executable, target / cached["wheel"], staging, python_version, arch))
+            constraints_file = Path(tmp) / "constraints.txt"
+            constraints_file.write_text(constraints)
+            _run(download_command(sys.executable, target / cached["wheel"], staging, python_version, arch,
+                                  constraints_file))
             for own in staging.glob("helios-*.whl"):
                 own.unlink()
             (staging / ".complete").write_text(dhash + "\n")
@@ -290,6 +327,8 @@ def build(
         deps_hash=dhash,
         dirty=dirty,
         source_tree=tree,
+        wheel_sha256=file_sha256(target / cached["wheel"]),
+        requirements=hash_lock(deps_dir),
     )
 
 

@@ -41,26 +41,52 @@ def actor() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def extra_vars_arg(values: Mapping[str, Any]) -> list[str]:
-    """``-e <json>`` (JSON keeps types and needs no quoting rules); empty/None values are left out."""
-    clean = {k: v for k, v in values.items() if v is not None and v != ""}
-    return ["-e", json.dumps(clean, sort_keys=True)] if clean else []
+MAX_OPERATOR_TEXT = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def operator_text(value: str, what: str) -> str:
+    """An operator string (reason, who, confirmation) is data: at most 500 characters, no control characters."""
+    if len(value) > MAX_OPERATOR_TEXT:
+        raise OpsError(f"{what}: longer than {MAX_OPERATOR_TEXT} characters ({len(value)}); nothing was done")
+    if _CONTROL.search(value):
+        raise OpsError(f"{what}: contains a control character (newline, tab, escape...); nothing was done")
+    return value
+
+
+def extra_vars_text(values: Mapping[str, Any]) -> str:
+    """The playbook's extra vars as a YAML file for ``-e @FILE``: every string is tagged ``!unsafe`` so that
+    Ansible never renders it as a template (``{{ lookup('pipe', ...) }}`` in a reason stays text). Empty/None
+    values are left out; other values are JSON (a subset of YAML)."""
+    lines = ["---"]
+    for key, value in sorted(values.items()):
+        if value is None or value == "":
+            continue
+        if re.fullmatch(r"[a-z_][a-z0-9_]*", key) is None:
+            raise OpsError(f"bad extra var name {key!r}")
+        if isinstance(value, str):
+            lines.append(f"{key}: !unsafe {json.dumps(operator_text(value, key))}")
+        else:
+            lines.append(f"{key}: {json.dumps(value, sort_keys=True)}")
+    return "\n".join(lines) + "\n"
 
 
 def playbook_argv(
     ansible_playbook: str,
     inventory_dir: Path,
     playbook: str,
-    extra_vars: Mapping[str, Any] | None = None,
+    extra_vars_file: Path | None = None,
     limit: str | None = None,
     vault_password_file: Path | None = None,
 ) -> list[str]:
+    """``extra_vars_file``: written from :func:`extra_vars_text` (operator strings never reach ``-e`` as text)."""
     argv = [ansible_playbook, "-i", str(inventory_dir), str(ANSIBLE_DIR / playbook)]
     if vault_password_file is not None:
         argv += ["--vault-password-file", str(vault_password_file)]
     if limit:
         argv += ["--limit", limit]
-    argv += extra_vars_arg(extra_vars or {})
+    if extra_vars_file is not None:
+        argv += ["-e", f"@{extra_vars_file}"]
     return argv
 
 
@@ -70,7 +96,7 @@ def playbook_env(result_file: Path, who: str) -> dict[str, str]:
         "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
         "ANSIBLE_STDOUT_CALLBACK": "helios_steps",
         "ANSIBLE_CALLBACK_PLUGINS": str(ANSIBLE_DIR / "callback_plugins"),
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",  # against inventory/<name>/known_hosts (inventory vars)
         "HELIOS_RESULT_FILE": str(result_file),
         "HELIOS_ACTOR": who,
     }
@@ -124,6 +150,10 @@ def flow_command(flow: str, flow_id: str, who: str, why: str, args: Sequence[str
     """Start one host-side flow (detached unit) and follow it. Operator strings are single argv items (quoted)."""
     if flow not in FLOWS:
         raise OpsError(f"unknown flow {flow!r}")
+    operator_text(who, "who")
+    operator_text(why, "reason")
+    for arg in args:  # --name=VALUE: the value is the operator's
+        operator_text(arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg, arg.split("=", 1)[0])
     return helper_command("start", flow, "--flow-id", flow_id, f"--who={who}", f"--why={why}", "--", *args,
                           sudo=sudo)
 
@@ -136,7 +166,7 @@ def follow_command(flow_id: str | None, sudo: bool = False) -> str:
 def resume_args(reason: str) -> list[str]:
     if not reason.strip():
         raise OpsError("resume needs --reason (it is written to the journal and the audit log)")
-    return [f"--reason={reason}"]
+    return [f"--reason={operator_text(reason, '--reason')}"]
 
 
 def status_command(sudo: bool = False) -> str:

@@ -34,10 +34,12 @@ import shutil
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,10 +75,12 @@ class Layout:
     flow_dir: Path
     pause_file: Path
     unit: str
+    service_user: str
     flow_unit_prefix: str
     keep_releases: int
     keep_backups: int
     keep_flows: int
+    keep_env_backups: int
     release_id_re: re.Pattern[str]
     backup_id_re: re.Pattern[str]
     flow_id_re: re.Pattern[str]
@@ -92,10 +96,12 @@ class Layout:
         return cls(
             **paths,
             unit=str(data["unit"]),
+            service_user=str(data.get("service_user", "helios")),
             flow_unit_prefix=str(data["flow_unit_prefix"]),
             keep_releases=int(data["keep_releases"]),
             keep_backups=int(data["keep_backups"]),
             keep_flows=int(data["keep_flows"]),
+            keep_env_backups=int(data.get("keep_env_backups", 3)),
             release_id_re=re.compile(str(data["release_id_re"])),
             backup_id_re=re.compile(str(data["backup_id_re"])),
             flow_id_re=re.compile(str(data["flow_id_re"])),
@@ -247,6 +253,15 @@ def prune_plan(
     return sorted(r for r in releases if is_release_id(r) and r not in kept)
 
 
+ENV_BACKUP_RE = re.compile(r"helios\.env\.[0-9]{8}T[0-9]{6}Z\.bak")
+
+
+def env_backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
+    """Old ``helios.env.<ts>.bak`` copies (they hold rotated secrets): all but the newest ``keep``."""
+    baks = sorted(n for n in names if ENV_BACKUP_RE.fullmatch(n))
+    return baks[: max(0, len(baks) - keep)]
+
+
 def backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
     snaps = sorted(n for n in names if is_backup_id(n))
     return snaps[: max(0, len(snaps) - keep)]
@@ -311,9 +326,11 @@ def boot_recovery_plan(
 # ----------------------------------------------------------------------------------------------------------------
 # Small executors
 # ----------------------------------------------------------------------------------------------------------------
-def run(argv: Sequence[str], timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+def run(argv: Sequence[str], timeout: float = 120, check: bool = False,
+        env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+                                env=None if env is None else dict(env))
     except subprocess.TimeoutExpired:
         result = subprocess.CompletedProcess(list(argv), 124, "", f"{argv[0]} timed out after {timeout:g}s")
     except OSError as exc:
@@ -335,10 +352,164 @@ def json_out(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return {}
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Files as root (issue 10): never follow a link, never trust a file the service user could have planted
+# ----------------------------------------------------------------------------------------------------------------
+NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+JOURNAL_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}\.sqlite")
+BACKUP_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY, dir_fd: int | None = None) -> int:
+    """An fd on ``path`` only if it is a regular file reached without a symlink (a FIFO never blocks: O_NONBLOCK)."""
+    try:
+        fd = os.open(path, flags | NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        raise Failure(f"{path}: cannot open safely ({exc.strerror or exc}; a symlink is refused)") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise Failure(f"{path}: not a regular file (refused)")
+    return fd
+
+
+def read_bytes_safe(path: Path, limit: int = 1 << 30) -> bytes:
+    fd = open_regular(path)
+    try:
+        chunks, size = [], 0
+        while block := os.read(fd, 1 << 20):
+            size += len(block)
+            if size > limit:
+                raise Failure(f"{path}: larger than {limit} bytes (refused)")
+            chunks.append(block)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_exclusive(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """Write ``data`` to a new temp file (O_EXCL, never a planted name) beside ``path``, fsync, fchown/fchmod the
+    open descriptor, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+
+
+def service_ids() -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(L.service_user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def as_service(argv: Sequence[str]) -> list[str]:
+    """Run ``argv`` as the service user: whatever parses helios-owned data never runs as root."""
+    uid, gid = service_ids()
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--no-new-privs", "--", *argv]
+
+
+def service_env() -> dict[str, str]:
+    """The service's configuration (read by root from the 0600 env file) for a helios command run as the service
+    user, who cannot read that file; no --env-file."""
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(L.state_dir), **parse_env(env_text())}
+
+
+def service_cli(args: Sequence[str], timeout: float, rid: str | None = None,
+                env_text_override: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = service_env() if env_text_override is None else {
+        "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(L.state_dir), **parse_env(env_text_override)}
+    return run(as_service([helios_cli(rid), *args]), timeout=timeout, env=env)
+
+
+def helper_as_service(args: Sequence[str], data: bytes | None, timeout: float = 120) -> bytes:
+    """This helper's own ``service-*`` subcommands, run as the service user (stdin/stdout carry the bytes)."""
+    argv = as_service([sys.executable, "-I", str(Path(__file__).resolve()), *args])
+    try:
+        result = subprocess.run(argv, input=data, capture_output=True, timeout=timeout, check=False,
+                                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+                                     **{k: v for k, v in os.environ.items() if k == "HELIOS_DEPLOY_LAYOUT"}})
+    except subprocess.TimeoutExpired:
+        raise Failure(f"{args[0]} as {L.service_user} timed out after {timeout:g}s") from None
+    if result.returncode != 0:
+        lines = [x for x in result.stderr.decode(errors="replace").splitlines() if x.strip()]
+        raise Failure(f"{args[0]} as {L.service_user} failed: {lines[-1] if lines else 'no output'}")
+    return result.stdout
+
+
+def sqlite_report(conn: sqlite3.Connection) -> dict[str, Any]:
+    check = str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    return {"integrity": check, "rows": row_counts_conn(conn) if check == "ok" else {}}
+
+
+def rollback_journal_image(data: bytes) -> bytes:
+    """A WAL-mode database image (header bytes 18-19 = 2) as a rollback-journal one (= 1): what the old file
+    backup's ``PRAGMA journal_mode=DELETE`` did; an in-memory database cannot open a WAL image."""
+    if len(data) >= 20 and data[18:20] == b"\x02\x02":
+        return data[:18] + b"\x01\x01" + data[20:]
+    return data
+
+
+def db_report_from_bytes(data: bytes) -> dict[str, Any]:
+    """(as the service user) integrity and row counts of a journal image, parsed in memory."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.deserialize(rollback_journal_image(data))
+        return sqlite_report(conn)
+    finally:
+        conn.close()
+
+
+def dump_journal(name: str) -> bytes:
+    """(as the service user) a consistent image of a journal in the state dir (SQLite online backup)."""
+    if JOURNAL_NAME_RE.fullmatch(name) is None:
+        raise Failure(f"not a journal name: {name!r}")
+    path = L.state_dir / name
+    os.close(open_regular(path))
+    src = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=30)
+    dst = sqlite3.connect(":memory:")
+    try:
+        src.backup(dst)
+        return rollback_journal_image(bytes(dst.serialize()))
+    finally:
+        dst.close()
+        src.close()
+
+
+def service_main(cmd: str, arg: str | None) -> int:
+    """``service-dump NAME`` / ``service-inspect`` (stdin): the parts that read helios-owned data."""
+    try:
+        if cmd == "service-dump" and arg is not None:
+            sys.stdout.buffer.write(dump_journal(arg))
+        elif cmd == "service-inspect":
+            print(json.dumps(db_report_from_bytes(sys.stdin.buffer.read())))
+        else:
+            raise Failure(f"unknown {cmd}")
+    except (Failure, sqlite3.Error, OSError, ValueError) as exc:
+        print(f"{cmd}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def audit(event: str, result: str, who: str, **detail: Any) -> None:
     L.log_dir.mkdir(parents=True, exist_ok=True)
     line = {"at": iso(), "host": socket.gethostname(), "event": event, "result": result, "who": who, **detail}
-    fd = os.open(L.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(L.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, (json.dumps(line, sort_keys=True, default=str) + "\n").encode())
     finally:
@@ -347,34 +518,26 @@ def audit(event: str, result: str, who: str, **detail: Any) -> None:
 
 def write_json_atomic(path: Path, data: Mapping[str, Any], mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, sort_keys=True, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_exclusive(path, (json.dumps(data, sort_keys=True, default=str) + "\n").encode(), mode)
 
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_exclusive(path, text.encode(), mode)
 
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+    fd = open_regular(path)
+    try:
+        while block := os.read(fd, 1 << 20):
             digest.update(block)
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
 def env_text() -> str:
-    return L.env_file.read_text() if L.env_file.exists() else ""
+    return read_bytes_safe(L.env_file, 1 << 20).decode() if L.env_file.exists() else ""
 
 
 def configured_mode() -> str:
@@ -476,30 +639,52 @@ def manifest(rid: str) -> dict[str, Any]:
 
 
 def fix_state_ownership() -> None:
-    """Root touched SQLite files (read-only opens can create -shm): give them back to the service user."""
-    if not L.state_dir.is_dir():
-        return
-    st = L.state_dir.stat()
-    for path in L.state_dir.iterdir():
-        if path.is_file() and not path.is_symlink():
-            pst = path.lstat()
-            if (pst.st_uid, pst.st_gid) != (st.st_uid, st.st_gid):
-                os.lchown(path, st.st_uid, st.st_gid)
-
-
-def row_counts(db: Path) -> dict[str, int]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    """Files root left in the state dir go back to the service user -- only root-owned regular files with one
+    link, changed through their open descriptor (O_NOFOLLOW): a planted symlink or hard link is never followed."""
     try:
-        tables = [
-            str(r[0])
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
-            )
-        ]
-        quoted = {t: '"' + t.replace('"', '""') + '"' for t in tables}
-        return {t: int(conn.execute(f"SELECT COUNT(*) FROM {q}").fetchone()[0]) for t, q in quoted.items()}  # noqa: S608
+        dfd = os.open(L.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        owner = os.fstat(dfd)
+        for name in os.listdir(dfd):
+            try:
+                fd = os.open(name, os.O_RDONLY | NOFOLLOW, dir_fd=dfd)
+            except OSError:
+                continue  # a symlink (ELOOP), gone, or not ours to open
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == 0:
+                    os.fchown(fd, owner.st_uid, owner.st_gid)
+            finally:
+                os.close(fd)
     finally:
-        conn.close()
+        os.close(dfd)
+
+
+def table_names_checked(names: Sequence[str]) -> list[str]:
+    """Table names of a journal, each a plain SQL identifier; anything else is refused (never put in SQL)."""
+    for name in names:
+        if TABLE_NAME_RE.fullmatch(name) is None:
+            raise Failure(f"unexpected table name {name!r} in the journal (refused)")
+    return list(names)
+
+
+def row_counts_conn(conn: sqlite3.Connection) -> dict[str, int]:
+    tables = table_names_checked([
+        str(r[0]) for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    ])
+    return {t: int(conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0]) for t in tables}  # noqa: S608
+
+
+def inspect_journal_file(path: Path) -> dict[str, Any]:
+    """Integrity and row counts of a journal file, parsed by the service user (root only reads the bytes)."""
+    data = helper_as_service(["service-inspect"], read_bytes_safe(path))
+    report = json.loads(data)
+    if not isinstance(report, dict):
+        raise Failure(f"{path.name}: no report")
+    return report
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -517,8 +702,8 @@ def engines_alive() -> list[int]:
 def state_lock_held() -> bool:
     path = L.state_dir / "helios.lock"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        fd = open_regular(path)  # a FIFO or symlink planted there is not a lock (and never blocks us)
+    except Failure:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -655,8 +840,8 @@ def alert(message: str, detail: Mapping[str, Any]) -> None:
     run(["logger", "-p", "user.crit", "-t", "helios-deploy", message], timeout=10)
     helios = Path(helios_cli())
     if helios.is_file():
-        run([str(helios), "alert", "--env-file", str(L.env_file), "--level", "critical", "--title", message,
-             "--detail-json", json.dumps(detail, default=str)], timeout=30)
+        service_cli(["alert", "--level=critical", f"--title={message}",
+                     f"--detail-json={json.dumps(detail, default=str)}"], timeout=30)
     if L.alert_hook.is_file() and os.access(L.alert_hook, os.X_OK):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run([str(L.alert_hook)], input=json.dumps({"message": message, **detail}, default=str),
@@ -807,46 +992,51 @@ class Outcome:
 # ----------------------------------------------------------------------------------------------------------------
 # Backups
 # ----------------------------------------------------------------------------------------------------------------
-def sqlite_backup(source: Path, target: Path) -> None:
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
-    dst = sqlite3.connect(str(target))
-    try:
-        src.backup(dst)
-        dst.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        dst.close()
-        src.close()
+def parse_sums(text: str) -> dict[str, str]:
+    """SHA256SUMS -> {name: digest}; a name that is not a plain file name of the backup (``../x``, ``/etc/x``,
+    ``.hidden``, a newline) or a digest that is not 64 hex digits is refused."""
+    files: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            raise Failure(f"malformed SHA256SUMS line {line!r}")
+        digest, name = parts[0], parts[1].strip().removeprefix("*")
+        if SHA256_RE.fullmatch(digest) is None:
+            raise Failure(f"bad digest for {name!r} in SHA256SUMS")
+        if BACKUP_FILE_RE.fullmatch(name) is None or name in files:
+            raise Failure(f"bad file name {name!r} in SHA256SUMS")
+        files[name] = digest
+    return files
 
 
 def verify_backup(path: Path) -> dict[str, Any]:
+    if path.is_symlink() or not path.is_dir():
+        raise Failure(f"backup {path.name}: not a directory")
     sums_file = path / "SHA256SUMS"
-    if not sums_file.is_file():
-        raise Failure(f"backup {path.name}: no SHA256SUMS")
-    files: dict[str, str] = {}
-    for line in sums_file.read_text().splitlines():
-        if not line.strip():
-            continue
-        digest, name = line.split(None, 1)
-        name = name.strip().lstrip("*")
-        if "/" in name or name.startswith("."):
-            raise Failure(f"backup {path.name}: bad file name {name!r} in SHA256SUMS")
-        target = path / name
-        if not target.is_file() or target.is_symlink() or sha256(target) != digest:
-            raise Failure(f"backup {path.name}: checksum mismatch for {name}")
-        files[name] = digest
-    rows: dict[str, dict[str, int]] = {}
-    expected = json.loads((path / "rows.json").read_text()) if (path / "rows.json").is_file() else {}
-    for db in sorted(path.glob("*.sqlite")):
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        files = parse_sums(read_bytes_safe(sums_file, 1 << 20).decode())
+    except Failure as exc:
+        raise Failure(f"backup {path.name}: {exc}") from None
+    except UnicodeDecodeError:
+        raise Failure(f"backup {path.name}: SHA256SUMS is not text") from None
+    for name, digest in files.items():
         try:
-            check = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        finally:
-            conn.close()
-        if check != "ok":
-            raise Failure(f"backup {path.name}: {db.name} integrity_check: {check}")
-        rows[db.name] = row_counts(db)
-        if db.name in expected and expected[db.name] != rows[db.name]:
-            raise Failure(f"backup {path.name}: {db.name} row counts differ from the recorded ones")
+            ok = sha256(path / name) == digest
+        except Failure:
+            ok = False
+        if not ok:
+            raise Failure(f"backup {path.name}: checksum mismatch for {name}")
+    rows: dict[str, dict[str, int]] = {}
+    expected = json.loads(read_bytes_safe(path / "rows.json")) if "rows.json" in files else {}
+    for name in sorted(n for n in files if n.endswith(".sqlite")):
+        report = inspect_journal_file(path / name)
+        if report.get("integrity") != "ok":
+            raise Failure(f"backup {path.name}: {name} integrity_check: {report.get('integrity')}")
+        rows[name] = report["rows"]
+        if name in expected and expected[name] != rows[name]:
+            raise Failure(f"backup {path.name}: {name} row counts differ from the recorded ones")
     return {"backup": path.name, "verified": True, "files": files, "rows": rows,
             "release": read_text(path / "release")}
 
@@ -871,20 +1061,21 @@ def _make_backup(keep: int) -> dict[str, Any]:
     partial.mkdir(mode=0o700)
     rows: dict[str, dict[str, int]] = {}
     try:
-        for db in sorted(p for p in L.state_dir.glob("*.sqlite") if p.is_file() and not p.is_symlink()):
-            sqlite_backup(db, partial / db.name)
-            rows[db.name] = row_counts(partial / db.name)
-        if L.env_file.is_file():
-            shutil.copy2(L.env_file, partial / "helios.env")
-        (partial / "release").write_text((current_release() or "none") + "\n")
-        (partial / "rows.json").write_text(json.dumps(rows, sort_keys=True) + "\n")
+        names = sorted(n for n in os.listdir(L.state_dir) if JOURNAL_NAME_RE.fullmatch(n))
+        for name in names:  # read by the service user; root only writes the bytes into its own directory
+            image = helper_as_service(["service-dump", name], None)
+            write_exclusive(partial / name, image, 0o600)
+            report = helper_as_service(["service-inspect"], image)
+            rows[name] = json.loads(report)["rows"]
+        if L.env_file.exists():
+            write_exclusive(partial / "helios.env", read_bytes_safe(L.env_file, 1 << 20), 0o600)
+        write_exclusive(partial / "release", ((current_release() or "none") + "\n").encode(), 0o600)
+        write_exclusive(partial / "rows.json", (json.dumps(rows, sort_keys=True) + "\n").encode(), 0o600)
         sums = [f"{sha256(p)}  {p.name}" for p in sorted(partial.iterdir()) if p.is_file()]
-        (partial / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+        write_exclusive(partial / "SHA256SUMS", ("\n".join(sums) + "\n").encode(), 0o600)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    finally:
-        fix_state_ownership()
     os.rename(partial, L.backup_dir / stamp)
     result = verify_backup(L.backup_dir / stamp)
     removed = []
@@ -908,27 +1099,26 @@ def list_backups() -> list[dict[str, Any]]:
 
 def restore_files(src: Path, info: Mapping[str, Any]) -> dict[str, Any]:
     """Service stopped. Journal(s) and env from a verified backup; checksums re-read after the copy."""
-    st = L.state_dir.stat()
+    owner = L.state_dir.lstat()
+    if not stat.S_ISDIR(owner.st_mode):
+        raise Failure(f"{L.state_dir} is not a directory")
     restored: dict[str, Any] = {}
-    for db in sorted(src.glob("*.sqlite")):
-        tmp = L.state_dir / f".{db.name}.restore"
-        tmp.unlink(missing_ok=True)
-        shutil.copyfile(db, tmp, follow_symlinks=False)
-        os.lchown(tmp, st.st_uid, st.st_gid)
-        os.chmod(tmp, 0o600)
-        for suffix in ("-wal", "-shm"):
-            (L.state_dir / f"{db.name}{suffix}").unlink(missing_ok=True)
-        os.replace(tmp, L.state_dir / db.name)
-        digest = sha256(L.state_dir / db.name)
-        if digest != info["files"].get(db.name):
-            raise Failure(f"{db.name} checksum differs after the copy")
-        restored[db.name] = {"sha256": digest}
-    if (src / "helios.env").is_file():
-        tmp_env = L.env_file.with_name(f".{L.env_file.name}.restore")
-        shutil.copyfile(src / "helios.env", tmp_env)
-        os.chown(tmp_env, 0, 0)
-        os.chmod(tmp_env, 0o600)
-        os.replace(tmp_env, L.env_file)
+    files: Mapping[str, str] = info["files"]
+    for name in sorted(n for n in files if JOURNAL_NAME_RE.fullmatch(n)):
+        data = read_bytes_safe(src / name)
+        if hashlib.sha256(data).hexdigest() != files[name]:
+            raise Failure(f"{name} checksum differs from the verified backup")
+        for suffix in ("-wal", "-shm"):  # unlink never follows a link
+            (L.state_dir / f"{name}{suffix}").unlink(missing_ok=True)
+        # exclusive temp (a planted name makes it fail, never write through it), fchown on the open fd, rename
+        write_exclusive(L.state_dir / name, data, 0o600, owner=(owner.st_uid, owner.st_gid))
+        digest = sha256(L.state_dir / name)
+        if digest != files[name]:
+            raise Failure(f"{name} checksum differs after the copy")
+        restored[name] = {"sha256": digest}
+    fix_state_ownership()
+    if "helios.env" in files:
+        write_exclusive(L.env_file, read_bytes_safe(src / "helios.env", 1 << 20), 0o600, owner=(0, 0))
     return restored
 
 
@@ -987,8 +1177,7 @@ def prune_releases(keep: int) -> dict[str, Any]:
 
 def journal_readable(rid: str) -> tuple[bool, str]:
     """Can release ``rid`` read the journal of the configured mode?"""
-    result = run([helios_cli(rid), "journal-info", "--json", "--env-file", str(L.env_file)], timeout=60)
-    fix_state_ownership()
+    result = service_cli(["journal-info", "--json"], timeout=60, rid=rid)
     if result.returncode != 0:
         return False, last_line(result)
     journal = json_out(result).get("journals", {}).get(configured_mode())
@@ -1001,6 +1190,24 @@ def journal_readable(rid: str) -> tuple[bool, str]:
 def is_complete(rid: str) -> bool:
     """A release is installed once its release.json exists: the install writes it last."""
     return (L.releases_dir / rid / "release.json").is_file()
+
+
+REQUIREMENT_LOCK_RE = re.compile(r"[a-z0-9][a-z0-9._-]*==[A-Za-z0-9.+!_-]+ --hash=sha256:[0-9a-f]{64}")
+
+
+def requirements_lock(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """(all requirements, the helios wheel alone) as ``pip install --require-hashes`` files, from the manifest the
+    operator's build wrote: every wheel pinned by version and sha256. A manifest without them is refused."""
+    wheel, digest = str(meta.get("wheel", "")), str(meta.get("wheel_sha256", ""))
+    parts = wheel.removesuffix(".whl").split("-")
+    if not wheel.endswith(".whl") or len(parts) < 5 or re.fullmatch(r"[0-9a-f]{64}", digest) is None:
+        raise Failure("the release manifest has no sha256 for its wheel (built without a hash lock): rebuild it",
+                      EXIT_REFUSED)
+    own = f"{parts[0].replace('_', '-').lower()}=={parts[1]} --hash=sha256:{digest}"
+    deps = meta.get("requirements")
+    if not isinstance(deps, list) or not all(REQUIREMENT_LOCK_RE.fullmatch(str(x)) for x in deps):
+        raise Failure("the release manifest has no hash-locked requirements: rebuild it", EXIT_REFUSED)
+    return "\n".join([own, *map(str, deps)]) + "\n", own + "\n"
 
 
 def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str, Any]:
@@ -1016,17 +1223,21 @@ def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str
     if is_complete(rid):
         raise Failure(f"release {rid} is already installed on this host (release ids are unique per build: "
                       "build again)", EXIT_REFUSED)
+    all_lock, own_lock = requirements_lock(meta)
     shutil.rmtree(final, ignore_errors=True)
     (final / "wheels").mkdir(parents=True)
     shutil.copy2(wheel, final / "wheels" / wheel.name)
+    (final / "requirements.lock").write_text(all_lock)
+    (final / "wheel.lock").write_text(own_lock)
+    pip_locked = ["--no-index", "--require-hashes", "--no-cache-dir", "--disable-pip-version-check", "--quiet",
+                  "--find-links", str(final / "wheels")]
     donor = venv_donor(str(meta["deps_hash"]))
     how = "new virtualenv"
     if donor is not None:
         try:
             clone_venv(L.releases_dir / donor / "venv", final / "venv")
-            run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-deps", "--force-reinstall",
-                 "--no-cache-dir", "--disable-pip-version-check", "--quiet", str(final / "wheels" / wheel.name)],
-                timeout=300, check=True)
+            run([str(final / "venv" / "bin" / "pip"), "install", *pip_locked, "--no-deps", "--force-reinstall",
+                 "-r", str(final / "wheel.lock")], timeout=300, check=True)
             how = f"virtualenv cloned from {donor} (same dependencies)"
         except (Failure, OSError) as exc:
             say(f"cloning the virtualenv of {donor} failed ({exc}); building a new one")
@@ -1034,9 +1245,8 @@ def install_release(rid: str, incoming: Path, python: str, who: str) -> dict[str
             donor = None
     if donor is None:
         run([python, "-m", "venv", str(final / "venv")], timeout=180, check=True)
-        run([str(final / "venv" / "bin" / "pip"), "install", "--no-index", "--no-cache-dir",
-             "--disable-pip-version-check", "--quiet", "--find-links", str(wheelhouse),
-             str(final / "wheels" / wheel.name)], timeout=600, check=True)
+        run([str(final / "venv" / "bin" / "pip"), "install", *pip_locked, "--find-links", str(wheelhouse),
+             "-r", str(final / "requirements.lock")], timeout=600, check=True)
     write_json_atomic(final / "release.json", {**meta, "release": rid, "deployed_at": iso(), "deployed_by": who},
                       mode=0o644)
     return {"release": rid, "deps_hash": meta["deps_hash"], "venv": how}
@@ -1139,8 +1349,7 @@ def flow_deploy(flow: Flow, args: argparse.Namespace) -> Outcome:
         with flow.step("install"):
             flow.detail["install"] = install_release(rid, incoming, args.python, flow.who)
         with flow.step("check-config"):
-            result = run([helios_cli(rid), "check-config", "--json", "--env-file", str(L.env_file)], timeout=120)
-            fix_state_ownership()
+            result = service_cli(["check-config", "--json"], timeout=120, rid=rid)
             if result.returncode != 0:
                 raise Failure(f"helios check-config of {rid} rejected the host's env: {last_line(result)}")
     except (Failure, OSError, sqlite3.Error, ValueError, KeyError) as exc:
@@ -1251,9 +1460,8 @@ def flow_restore(flow: Flow, args: argparse.Namespace) -> Outcome:
 
 def halt_direct(flow: Flow, reason: str) -> None:
     """Service stopped: HALTED written to the journal (and open entry orders cancelled) by the current release."""
-    result = run([helios_cli(), "emergency-stop", "--direct", "--json", "--reason", reason, "--actor", flow.who],
-                 timeout=60)
-    fix_state_ownership()
+    result = service_cli(["emergency-stop", "--direct", "--json", f"--reason={reason}", f"--actor={flow.who}"],
+                         timeout=60)
     if not json_out(result):
         raise Failure(f"could not re-apply the emergency stop: {last_line(result)}")
 
@@ -1278,11 +1486,10 @@ def flow_estop(flow: Flow, args: argparse.Namespace) -> Outcome:
         data = {}
         flow.detail["api_error"] = f"/api/emergency-stop answered {code or 'nothing'}"
         with flow.step("direct"):
-            direct = run([helios_cli(), "emergency-stop", "--direct", "--json", "--reason", reason, "--actor", who],
-                         timeout=60)
+            direct = service_cli(["emergency-stop", "--direct", "--json", f"--reason={reason}", f"--actor={who}"],
+                                 timeout=60)
             data = json_out(direct)
             run(["systemctl", "stop", L.unit], timeout=60)
-            fix_state_ownership()
         if not data:
             raise Failure(f"emergency stop FAILED on both paths (api: {flow.detail['api_error']}; direct: "
                           f"{last_line(direct)}); unit stopped")
@@ -1304,13 +1511,12 @@ def flow_estop(flow: Flow, args: argparse.Namespace) -> Outcome:
 def flow_resume(flow: Flow, args: argparse.Namespace) -> Outcome:
     reason, who = str(args.reason), flow.who
     with flow.step("resume"):
-        result = run([helios_cli(), "resume", "--json", "--reason", reason, "--actor", who], timeout=30)
+        result = service_cli(["resume", "--json", f"--reason={reason}", f"--actor={who}"], timeout=30)
         path = "api"
         if result.returncode != 0 and unit_prop("ActiveState") != "active":
             path = "direct"
-            result = run([helios_cli(), "resume", "--direct", "--json", "--reason", reason, "--actor", who],
-                         timeout=30)
-            fix_state_ownership()
+            result = service_cli(["resume", "--direct", "--json", f"--reason={reason}", f"--actor={who}"],
+                                 timeout=30)
     if result.returncode != 0:
         raise Failure(f"resume failed: {last_line(result)}")
     if path == "direct":
@@ -1332,17 +1538,12 @@ def flow_mode(flow: Flow, args: argparse.Namespace) -> Outcome:
     flow.detail.update({"from": before, "to": mode, "diff": masked_diff(old, new)})
     if mode == "PAPER" and before == "LIVE":
         with flow.step("estop"):
-            result = run([helios_cli(), "emergency-stop", "--json", "--reason", "switching to PAPER", "--actor",
-                          flow.who], timeout=30)
+            result = service_cli(["emergency-stop", "--json", "--reason=switching to PAPER", f"--actor={flow.who}"],
+                                 timeout=30)
             flow.detail["emergency_stop"] = json_out(result)
     if mode == "LIVE":
         with flow.step("audit"):
-            candidate = L.env_file.with_name(f".{L.env_file.name}.candidate")
-            write_text_atomic(candidate, new, mode=0o600)
-            try:
-                result = run([helios_cli(), "audit", "--env-file", str(candidate)], timeout=120)
-            finally:
-                candidate.unlink(missing_ok=True)
+            result = service_cli(["audit"], timeout=120, env_text_override=new)
             flow.detail["audit"] = (result.stdout + result.stderr).splitlines()[-40:]
             if result.returncode != 0:
                 fails = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("FAIL")]
@@ -1359,9 +1560,11 @@ def flow_mode(flow: Flow, args: argparse.Namespace) -> Outcome:
     backup = L.env_file.with_name(f"{L.env_file.name}.{now_utc().strftime(TS_FORMAT)}.bak")
     try:
         with flow.step("write"):
-            shutil.copy2(L.env_file, backup)
+            write_exclusive(backup, old.encode(), 0o600, owner=(0, 0))
             write_text_atomic(L.env_file, new, mode=0o600)
             flow.detail["previous_file"] = str(backup)
+            for name in env_backups_to_remove(os.listdir(L.env_file.parent), L.keep_env_backups):
+                (L.env_file.parent / name).unlink(missing_ok=True)
         with flow.step("restart"):
             stop_service()
             start_service()
@@ -1427,9 +1630,20 @@ def _args_backup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=int, default=L.keep_backups)
 
 
+OPERATOR_TEXT_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{0,500}")
+
+
+def operator_text(value: str) -> str:
+    """argparse type of every operator string (reason, who, why): data, <= 500 characters, no control characters."""
+    if OPERATOR_TEXT_RE.fullmatch(value) is None:
+        raise argparse.ArgumentTypeError("at most 500 characters and no control characters")
+    return value
+
+
 def _args_reason(required: bool) -> Callable[[argparse.ArgumentParser], None]:
     def add(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--reason", required=required, default=None if required else "emergency stop")
+        p.add_argument("--reason", type=operator_text, required=required,
+                       default=None if required else "emergency stop")
         p.add_argument("--timeout", type=float, default=60.0)
 
     return add
@@ -1676,7 +1890,7 @@ def first_release(rid: str, upload: str, python: str, who: str) -> dict[str, Any
 
 
 def status() -> dict[str, Any]:
-    result = run([helios_cli(), "status", "--json"], timeout=20)
+    result = service_cli(["status", "--json"], timeout=20)
     service = json_out(result)
     last_flow: dict[str, Any] | None = None
     latest = latest_flow_id()
@@ -1702,8 +1916,8 @@ def build_parser() -> argparse.ArgumentParser:
     who = os.environ.get("HELIOS_ACTOR") or os.environ.get("SUDO_USER") or "root"
     s = sub.add_parser("start", help="start a flow on this host and follow it")
     s.add_argument("flow", choices=sorted(FLOWS))
-    s.add_argument("--who", default=who)
-    s.add_argument("--why", default="")
+    s.add_argument("--who", type=operator_text, default=who)
+    s.add_argument("--why", type=operator_text, default="")
     s.add_argument("--detach", action="store_true")
     s.add_argument("--flow-id", default=None)
     r = sub.add_parser("run", help="(the flow unit) run a recorded flow")
@@ -1753,6 +1967,8 @@ def query(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] in (["service-dump"], ["service-inspect"]):  # run as the service user by root (as_service)
+        return service_main(words[0], words[1] if len(words) > 1 else None)
     flow_args: list[str] = []
     if words[:1] == ["start"] and "--" in words:  # start FLOW [options] -- FLOW ARGUMENTS (kept as data)
         cut = words.index("--")

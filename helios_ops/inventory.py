@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class Host:
     api_port: int = 8100
     become: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    known_hosts: str | None = None  # inventory/<name>/known_hosts: the only host keys accepted
 
 
 def check_inventory_name(name: str) -> str:
@@ -100,4 +101,4 @@ def inventory_hosts(name: str) -> list[Host]:
     hosts = hosts_from_inventory(_load_yaml(hosts_file), group_vars)
     if not hosts:
         raise OpsError(f"inventory {name!r} lists no hosts")
-    return hosts
+    return [replace(h, known_hosts=str(path / "known_hosts")) for h in hosts]

@@ -66,6 +66,22 @@ def needs_vault(path: Path) -> bool:
     return False
 
 
+EXAMPLE_VAULT_PASSWORD = "example-vault-password"  # noqa: S105 -- the published example, refused below
+TEST_INVENTORIES = frozenset({"sandbox", "deploytest", "molecule"})
+
+
+def check_vault_password(inventory: str, password_file: Path) -> Path:
+    """The example vault password (published in this repository) is refused for every real inventory."""
+    if not password_file.is_file():
+        raise ProvisionError(f"vault password file {password_file} does not exist")
+    if inventory not in TEST_INVENTORIES and password_file.read_text().strip() == EXAMPLE_VAULT_PASSWORD:
+        raise ProvisionError(
+            f"inventory {inventory!r}: the example vault password is public; re-encrypt the vault with your own "
+            "(ansible-vault rekey) and point HELIOS_VAULT_PASSWORD_FILE at it"
+        )
+    return password_file
+
+
 def vault_password_file(environ: dict[str, str] | None = None) -> Path | None:
     env = os.environ if environ is None else environ
     value = env.get(VAULT_PASSWORD_ENV) or env.get("ANSIBLE_VAULT_PASSWORD_FILE")
@@ -92,9 +108,7 @@ def playbook_argv(
                 f"inventory {inventory!r} has vault-encrypted files but no vault password: set "
                 f"{VAULT_PASSWORD_ENV}=/path/to/password-file"
             )
-        if not password_file.is_file():
-            raise ProvisionError(f"vault password file {password_file} does not exist")
-        argv += ["--vault-password-file", str(password_file)]
+        argv += ["--vault-password-file", str(check_vault_password(inventory, password_file))]
     if limit:
         argv += ["--limit", limit]
     if check:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from helios_ops import commands as cmd
+from helios_ops import hostkeys
 from helios_ops import provision as provision_mod
 from helios_ops.inventory import REPO_ROOT, Host, OpsError, inventory_path
 
@@ -58,6 +59,7 @@ class SshResult:
     stdout: str
     stderr: str
     seconds: float
+    refused: bool = False  # the host's SSH key is not the recorded one: nothing was sent
 
     def json(self) -> dict[str, Any]:
         try:
@@ -83,10 +85,16 @@ def run_playbook(
             raise OpsError(
                 f"inventory {inventory!r} has vault-encrypted files: set {provision_mod.VAULT_PASSWORD_ENV}"
             )
+        try:
+            provision_mod.check_vault_password(inventory, vault_file)
+        except provision_mod.ProvisionError as exc:
+            raise OpsError(str(exc)) from None
     binary = str(Path(sys.executable).parent / "ansible-playbook")
-    argv = cmd.playbook_argv(binary, path, playbook, extra_vars, limit, vault_file)
     write = echo or (lambda line: print(line, flush=True))
     with tempfile.TemporaryDirectory(prefix="helios-run-") as tmp:
+        vars_file = Path(tmp) / "extra-vars.yml"
+        vars_file.write_text(cmd.extra_vars_text(extra_vars or {}))
+        argv = cmd.playbook_argv(binary, path, playbook, vars_file, limit, vault_file)
         result_file = Path(tmp) / "result.json"
         env = {**os.environ, **cmd.playbook_env(result_file, cmd.actor())}
         started = time.monotonic()
@@ -99,6 +107,9 @@ def run_playbook(
             lines.append(line)
             write(line.rstrip("\n"))
         rc = proc.wait()
+        refusal = hostkeys.ansible_refusal("".join(lines)) if rc != 0 else None
+        if refusal is not None:
+            write(refusal)
         hosts: dict[str, dict[str, Any]] = {}
         if result_file.is_file():
             hosts = json.loads(result_file.read_text()).get("hosts", {})
@@ -125,12 +136,19 @@ def ssh_run(
         host=host.address, user=host.user, port=host.port, connect_kwargs=connect, connect_timeout=10, config=config
     )
     try:
+        conn.client = hostkeys.strict_client(host)  # the inventory's known_hosts only; RejectPolicy
+    except OpsError as exc:
+        return SshResult(host.name, 255, "", str(exc), 0.0, refused=True)
+    try:
         hide: bool | str = (not stream) or ("out" if not show_stdout else False)
         result = conn.run(command, hide=hide, warn=True, pty=pty, timeout=timeout, in_stream=False)
         return SshResult(
             host.name, int(result.exited), result.stdout, result.stderr, round(time.monotonic() - started, 3)
         )
     except Exception as exc:
+        refusal = hostkeys.refusal(host, exc)
+        if refusal is not None:
+            return SshResult(host.name, 255, "", refusal, round(time.monotonic() - started, 3), refused=True)
         return SshResult(
             host.name,
             255,
@@ -176,6 +194,8 @@ def follow_flow(host: Host, flow_id: str, attempts: int = 30) -> FlowResult:
     last = SshResult(host.name, 255, "", "not tried", 0.0)
     for attempt in range(1, attempts + 1):
         last = ssh_run(host, cmd.follow_command(flow_id, sudo=host.become), timeout=900)
+        if last.refused:
+            return FlowResult(host.name, 255, {"error": last.stderr}, attempt)
         data = last.json()
         if last.rc != 255 and data:
             return FlowResult(host.name, last.rc, data, attempt)
@@ -190,6 +210,8 @@ def run_flow(host: Host, flow: str, args: Sequence[str], who: str, why: str, flo
     flow_id = flow_id or new_flow_id()
     res = ssh_run(host, cmd.flow_command(flow, flow_id, who, why, args, sudo=host.become), timeout=900,
                   stream=stream, show_stdout=False)
+    if res.refused:
+        return FlowResult(host.name, 255, {"error": res.stderr}, 0)
     data = res.json()
     if res.rc != 255 and data.get("flow_id") == flow_id:
         return FlowResult(host.name, res.rc, data, 0)

@@ -24,7 +24,7 @@ from helios_ops import artifact as artifact_mod
 from helios_ops import commands as cmd
 from helios_ops import runner as ex
 from helios_ops.deployctl import host_now_line
-from helios_ops.inventory import REPO_ROOT, Host, OpsError, inventory_hosts
+from helios_ops.inventory import REPO_ROOT, Host, OpsError, inventory_hosts, inventory_path
 
 INV_HELP = "inventory name under inventory/ (default sandbox; production must be named explicitly)"
 
@@ -426,6 +426,51 @@ def demo(c: Context, allow_dirty: bool = True) -> None:
     status(c, inventory="sandbox")
 
 
+@task(
+    name="trust",
+    help={
+        "inventory": INV_HELP,
+        "host": "the inventory host whose key to record (default: every host of the inventory)",
+        "fingerprint": "the SHA256:... fingerprint you checked out of band (required with --yes)",
+        "yes": "do not ask (automation): only together with a matching --fingerprint",
+    },
+)
+def hosts_trust(c: Context, inventory: str = "sandbox", host: str | None = None, fingerprint: str | None = None,
+                yes: bool = False) -> None:
+    """Show a host's SSH key fingerprint and record it in inventory/<name>/known_hosts after confirmation."""
+    from helios_ops import hostkeys
+
+    if yes and not fingerprint:
+        raise Exit("hosts.trust refused: --yes needs --fingerprint SHA256:... (checked out of band); nothing recorded",
+                   code=1)
+    if fingerprint and hostkeys.FINGERPRINT_RE.fullmatch(fingerprint) is None:
+        raise Exit(f"hosts.trust refused: --fingerprint {fingerprint!r} is not SHA256:<43 base64 chars>", code=1)
+    for target in _hosts(inventory, host):
+        known = Path(target.known_hosts or inventory_path(inventory) / hostkeys.KNOWN_HOSTS)
+        try:
+            key = hostkeys.scan(target.address, target.port)
+        except OpsError as exc:
+            raise Exit(f"hosts.trust: {exc}; nothing recorded", code=1) from None
+        old = hostkeys.recorded(known, target.address, target.port)
+        print(f"{target.name} ({target.address}:{target.port}) presents {key.keytype} {key.fingerprint}")
+        if old:
+            print(f"  recorded now: {', '.join(k.keytype + ' ' + k.fingerprint for k in old)}"
+                  + (" (unchanged)" if key in old else " -- THE KEY CHANGED"))
+        if fingerprint is not None and fingerprint != key.fingerprint:
+            raise Exit(f"hosts.trust refused: {target.name} presents {key.fingerprint}, not {fingerprint}; "
+                       "nothing recorded", code=1)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise Exit("hosts.trust refused: no terminal to confirm on; pass --fingerprint SHA256:... --yes",
+                           code=1)
+            answer = input(f"Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_{key.keytype[4:]}"
+                           f"_key.pub on its console). Type yes or {target.name} to record it: ").strip()
+            if answer not in ("yes", target.name):
+                raise Exit(f"hosts.trust: not confirmed for {target.name}; nothing recorded", code=1)
+        hostkeys.record(known, target.address, target.port, [key])
+        print(f"{target.name}: recorded {key.keytype} {key.fingerprint} in {known}")
+
+
 def register(ns: Collection) -> None:
     """Add the deploy tasks and the ``lock`` namespace to the root collection."""
     for t in (
@@ -450,3 +495,6 @@ def register(ns: Collection) -> None:
     lock.add_task(lock_status)
     lock.add_task(lock_release)
     ns.add_collection(lock)
+    hosts = Collection("hosts")
+    hosts.add_task(hosts_trust)
+    ns.add_collection(hosts)

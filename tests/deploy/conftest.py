@@ -81,9 +81,11 @@ class Host:
         self.outputs.append(out)
         return Run(proc.returncode, out, time.monotonic() - started)
 
-    def playbook(self, playbook: str, *extra: str, timeout: float = 300) -> Run:
+    def playbook(
+        self, playbook: str, *extra: str, timeout: float = 300, extra_env: dict[str, str] | None = None
+    ) -> Run:
         started = time.monotonic()
-        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg")}
+        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), **(extra_env or {})}
         proc = subprocess.run(
             [
                 str(VENV_BIN / "ansible-playbook"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -104,16 +103,11 @@ def test_hosts_from_inventory_applies_group_vars() -> None:
 
 
 def test_playbook_argv_and_env() -> None:
-    argv = cmd.playbook_argv(
-        "ansible-playbook",
-        Path("/inv/prod"),
-        "deploy.yml",
-        {"helios_reason": "x", "helios_rollback_to": None, "n": 1},
-        limit="h1",
-    )
+    argv = cmd.playbook_argv("ansible-playbook", Path("/inv/prod"), "deploy.yml", Path("/tmp/v.yml"), limit="h1")
     assert argv[:4] == ["ansible-playbook", "-i", "/inv/prod", str(cmd.ANSIBLE_DIR / "deploy.yml")]
-    assert argv[4:6] == ["--limit", "h1"]
-    assert json.loads(argv[-1]) == {"helios_reason": "x", "n": 1}
+    assert argv[4:] == ["--limit", "h1", "-e", "@/tmp/v.yml"]
+    text = cmd.extra_vars_text({"helios_reason": "x", "helios_rollback_to": None, "n": 1})
+    assert text == '---\nhelios_reason: !unsafe "x"\nn: 1\n'
     env = cmd.playbook_env(Path("/tmp/r.json"), "me@box")
     assert env["ANSIBLE_STDOUT_CALLBACK"] == "helios_steps" and env["HELIOS_ACTOR"] == "me@box"
 

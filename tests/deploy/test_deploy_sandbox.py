@@ -6,6 +6,7 @@ The scenarios share one host and run in file order; each leaves the host healthy
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import BROKEN, SECRETS, Host, double_admin, scratch_source
+from tests.deploy.conftest import BROKEN, REPO, SECRETS, Host, double_admin, scratch_source
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -31,8 +32,13 @@ def _last(lines: list[dict[str, Any]], event: str) -> dict[str, Any]:
 
 def test_deploy_v1_then_v2(host: Host, sources: dict[str, Path]) -> None:
     first = host.current()
-    r1 = host.invoke("deploy", "--source", str(sources["v1"]), "--reason", "v1")
+    # Issue 10 finding 5: the reason reaches Ansible as data (an !unsafe extra-vars file), never as a template.
+    marker = Path(f"/tmp/helios-jinja-ran-{os.getpid()}")
+    jinja = "v1 {{ lookup('ansible.builtin.pipe', 'touch " + str(marker) + "') }} {{ vault_x }}"
+    r1 = host.invoke("deploy", "--source", str(sources["v1"]), "--reason", jinja)
     assert r1.rc == 0, r1.out[-3000:]
+    assert not marker.exists()
+    assert [x for x in host.audit_lines() if x["event"] == "deploy"][-1]["reason"] == jinja
     v1 = host.current()
     assert v1 != first
     for step in (
@@ -203,15 +209,48 @@ def test_backup_restore_round_trip(host: Host) -> None:
     host.journal_counts()
 
 
+def test_hostile_service_user_cannot_take_root_files(host: Host) -> None:
+    """Issue 10 findings 1-3 on the real host: the ``helios`` user plants links to a root-only file and a crafted
+    SHA256SUMS; backup, restore and verify-backup leave the victim unchanged (content, owner, mode).
+    (tests/security/test_root_helper_files.py covers FIFOs, hard links and crafted tables without a host.)"""
+    host.ssh("umask 077; printf 'root-only secret\\n' > /root/victim; chmod 600 /root/victim")
+    victim = "stat -c '%U:%G %a %s' /root/victim; sha256sum /root/victim"
+    before = host.ssh(victim)
+    as_helios = "runuser -u helios -- "
+    host.ssh(as_helios + "ln -sfn /root/victim /var/lib/helios/x")
+    host.ssh(as_helios + "ln -sfn /root/victim /var/lib/helios/.journal-paper.sqlite.restore")
+    try:
+        r = host.invoke("backup")
+        assert r.rc == 0, r.out[-2000:]
+        ts = host.helper("backups")["backups"][-1]["backup"]
+        rr = host.invoke("restore", "--backup", ts)
+        assert rr.rc == 0, rr.out[-2000:]
+        assert host.ssh(victim) == before
+        assert host.ssh("stat -c %U /var/lib/helios/journal-paper.sqlite").strip() == "helios"
+        # a SHA256SUMS that points outside its backup is refused (root writes it here: backups are root-only)
+        digest = host.ssh("sha256sum /root/victim").split()[0]
+        host.ssh(f"echo '{digest}  ../../../root/victim' >> /var/backups/helios/{ts}/SHA256SUMS")
+        refused = host.helper("verify-backup", ts)
+        assert refused["ok"] is False and "bad file name" in refused["error"]
+        assert host.ssh(victim) == before
+    finally:
+        host.ssh("rm -f /var/lib/helios/x /var/lib/helios/.journal-paper.sqlite.restore /root/victim; "
+                 "sed -i '/root.victim/d' /var/backups/helios/*/SHA256SUMS", check=False)
+    host.wait_healthy()
+    host.journal_history.clear()
+    host.journal_counts()
+
+
 def test_rollback_refuses_unreadable_journal_unless_backup_restored(host: Host) -> None:
     assert host.invoke("backup").rc == 0
     ts = host.helper("backups")["backups"][-1]["backup"]
     cur = host.current()
-    # What a newer release's migration would leave behind: a journal that needs a reader >= v2.
+    # What a newer release's migration would leave behind: a journal that needs a reader newer than any release here
+    # (main's SCHEMA_VERSION moved past 2, so "2" no longer made it unreadable).
     bump = (
         "import sqlite3\n"
         "c = sqlite3.connect('/var/lib/helios/journal-paper.sqlite', timeout=10)\n"
-        "c.execute(\"INSERT OR REPLACE INTO meta VALUES ('schema_version', '2'), ('min_reader_version', '2')\")\n"
+        "c.execute(\"INSERT OR REPLACE INTO meta VALUES ('schema_version', '99'), ('min_reader_version', '99')\")\n"
         "c.commit()\n"
     )
     host.ssh(f"runuser -u helios -- python3 -c {shlex.quote(bump)}")
@@ -241,8 +280,14 @@ def test_to_live_refused_when_audit_fails_or_confirmation_wrong(host: Host) -> N
     wrong = host.invoke("to-live", "--confirm", "deploy2")
     assert wrong.rc != 0 and "does not match host" in wrong.out.strip().splitlines()[-1]
     assert host.env_file() == env_before
-    twin = host.playbook("mode.yml", "-e", "helios_mode=LIVE", "-e", "helios_confirm=not-this-host")
+    twin = host.playbook("mode.yml", "-e", "helios_mode=LIVE", extra_env={"HELIOS_CONFIRM": "not-this-host"})
     assert twin.rc != 0 and "does not match the host name" in twin.out
+    # Issue 10 finding 5: a confirmation is compared as a literal string, never rendered as a template.
+    templated = host.playbook(
+        "mode.yml", "-e", "helios_mode=LIVE", extra_env={"HELIOS_CONFIRM": "{{ inventory_hostname }}"})
+    assert templated.rc != 0 and "does not match the host name" in templated.out
+    as_extra_var = host.playbook("mode.yml", "-e", "helios_mode=LIVE", "-e", "helios_confirm={{ inventory_hostname }}")
+    assert as_extra_var.rc != 0 and "-e helios_confirm is not accepted" in as_extra_var.out
     assert host.env_file() == env_before
     assert host.api("/api/mode/current")["mode"] == "PAPER"
     refused = [x for x in host.audit_lines() if x["event"] == "mode_switch"]
@@ -281,14 +326,15 @@ def test_emergency_stop_goes_direct_when_the_api_is_down(host: Host) -> None:
     host.ssh("systemctl stop helios")
     for _ in range(2):
         double_admin("POST", "/orders/seed", {"pair": "BTCZAR", "side": "BUY", "quantity": "0.0001", "price": "100000"})
-    stop = host.invoke("emergency-stop", "--reason", "test: service down")
+    reason = "-x test: service down {{ inventory_hostname }}"  # issue 10 findings 5 and 6
+    stop = host.invoke("emergency-stop", f"--reason={reason}")
     assert stop.rc == 0, stop.out
     assert "HALTED via direct; unit stopped" in stop.out and "orders cancelled 2" in stop.out
     assert "open orders remaining 0 (confirmed" in stop.out
     assert double_admin("GET", "/orders?open=1") == []
     assert host.ssh("systemctl is-active helios", check=False).strip() != "active"
     line = _last(host.audit_lines(), "emergency_stop")
-    assert line["path"] == "direct" and line["unit_stopped"] is True
+    assert line["path"] == "direct" and line["unit_stopped"] is True and line["reason"] == reason
     res = host.invoke("resume", "--reason", "service back after direct stop")
     assert res.rc == 0, res.out
     assert "HALTED -> ACTIVE (via direct)" in res.out
@@ -341,6 +387,33 @@ def test_resume_and_status(host: Host) -> None:
     res = host.invoke("resume", "--reason", "tests done")
     assert res.rc == 0, res.out
     assert _last(host.audit_lines(), "resume")["result"] == "ok"
+
+
+def test_changed_host_key_is_refused_everywhere(host: Host, sources: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 10 finding 4: whoever answers with another key is refused by deploy, status, emergency stop and the
+    Ansible twin, with one clear line and no side effect on the host."""
+    known = REPO / "inventory" / "deploytest" / "known_hosts"
+    original = known.read_text()
+    audit_before = len(host.audit_lines())
+    state_before = host.api("/api/health").get("trading_state")
+    forged_key = tmp_path / "forged"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(forged_key)], check=True)
+    pattern = original.split()[0]
+    known.write_text(f"{pattern} {' '.join(Path(f'{forged_key}.pub').read_text().split()[:2])}\n")
+    try:
+        for argv in (("status",), ("emergency-stop", "--reason=key test"),
+                     ("deploy", "--source", str(sources["v1"]), "--reason", "key test")):
+            r = host.invoke(*argv)
+            refused = [line for line in r.out.splitlines() if "REFUSED" in line]
+            assert r.rc != 0 and refused, (argv, r.out[-2000:])
+            assert "deploy1" in refused[-1] and "host key" in refused[-1], refused
+        twin = host.playbook("emergency_stop.yml", "-e", "helios_reason=key test")
+        assert twin.rc != 0 and "Host key verification failed" in twin.out, twin.out[-2000:]
+    finally:
+        known.write_text(original)
+    assert len(host.audit_lines()) == audit_before  # nothing ran on the host
+    assert host.api("/api/health").get("trading_state") == state_before
+    assert host.invoke("status").rc == 0
 
 
 def test_invariants_across_scenarios(host: Host) -> None:

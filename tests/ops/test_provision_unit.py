@@ -26,12 +26,21 @@ def test_missing_vault_password_file_is_named(tmp_path: Path) -> None:
         provision.playbook_argv("production", environ={"HELIOS_VAULT_PASSWORD_FILE": str(missing)})
 
 
-def test_production_argv_passes_the_password_file() -> None:
-    example = REPO / "inventory" / "production" / ".vault-pass.example"
-    argv = provision.playbook_argv("production", environ={"HELIOS_VAULT_PASSWORD_FILE": str(example)})
-    assert argv[argv.index("--vault-password-file") + 1] == str(example)
+def test_production_argv_passes_the_password_file(tmp_path: Path) -> None:
+    own = tmp_path / "vault-pass"
+    own.write_text("my own long vault password\n")
+    argv = provision.playbook_argv("production", environ={"HELIOS_VAULT_PASSWORD_FILE": str(own)})
+    assert argv[argv.index("--vault-password-file") + 1] == str(own)
     assert argv[argv.index("-i") + 1] == str(REPO / "inventory" / "production")
     assert argv[-1].endswith("ansible/provision.yml") or "ansible/provision.yml" in " ".join(argv)
+
+
+def test_example_vault_password_is_refused_outside_test_inventories() -> None:
+    """Issue 10 finding 9: the published example password never unlocks a real inventory."""
+    example = REPO / "inventory" / "production" / ".vault-pass.example"
+    with pytest.raises(provision.ProvisionError, match="example vault password is public"):
+        provision.playbook_argv("production", environ={"HELIOS_VAULT_PASSWORD_FILE": str(example)})
+    assert provision.check_vault_password("sandbox", example) == example
 
 
 def test_example_vault_decrypts_with_documented_password() -> None:

@@ -79,12 +79,17 @@ def test_sshd_dropin_is_loopback_key_only() -> None:
 def test_inventory_has_per_host_ports_and_key(tmp_path: Path) -> None:
     hosts = sandbox.host_specs(sandbox.SANDBOX_GROUP, 2)
     key = tmp_path / "id_ed25519"
-    data = yaml.safe_load(sandbox.render_inventory(hosts, key))
+    data = yaml.safe_load(sandbox.render_inventory(hosts, key, known_hosts=tmp_path / "known_hosts"))
     group = data["all"]["children"]["sandbox"]
     assert group["vars"]["ansible_host"] == "127.0.0.1"
     assert group["vars"]["ansible_user"] == "root"
     assert group["vars"]["ansible_ssh_private_key_file"] == str(key)
-    assert "StrictHostKeyChecking=no" in group["vars"]["ansible_ssh_common_args"]
+    # issue 10 finding 4: host keys checked against the inventory's known_hosts, never accepted blindly
+    assert group["vars"]["ansible_ssh_common_args"].split() == [
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "-o", "LogLevel=ERROR",
+    ]
     assert group["hosts"]["helios1"] == {"ansible_port": 2221, "helios_api_port": 8101}
     assert group["hosts"]["helios2"] == {"ansible_port": 2222, "helios_api_port": 8102}
 
