@@ -323,6 +323,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise CliError(f"--until: not an ISO 8601 time ({args.until!r})", EXIT_CONFIG) from None
         if until.tzinfo is None:
             raise CliError("--until: needs a timezone, e.g. 2026-11-24T00:00:00+02:00", EXIT_CONFIG)
+    drop_to_state_owner(settings.helios_state_dir)  # root (invoke report) never opens the service's journal as root
     journal = _open_existing_journal(settings)
     try:
         capital = starting_capital(journal, settings.helios_paper_starting_zar)

@@ -18,6 +18,7 @@ import shlex
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,34 @@ def lock_break_command(who: str, why: str, sudo: bool = False) -> str:
 def audit_command(sudo: bool = False) -> str:
     """``helios audit`` on the host with its env file (read-only)."""
     cmd = shlex.join([CURRENT_HELIOS, "audit"])
+    return f"sudo -n {cmd}" if sudo else cmd
+
+
+REPORT_WINDOWS = ("day", "week", "month")
+
+
+def report_command(window: str = "week", compare: bool = False, sudo: bool = False) -> str:
+    """``helios report`` on the host (read-only; the CLI drops to the service user before it opens the journal).
+    Exit 1 from it means a success-metric threshold failed or a red flag fired."""
+    if window not in REPORT_WINDOWS:
+        raise OpsError(f"--window: one of {', '.join(REPORT_WINDOWS)}, not {window!r}; nothing was done")
+    argv = [CURRENT_HELIOS, "report", f"--window={window}", *(["--compare"] if compare else [])]
+    cmd = shlex.join(argv)
+    return f"sudo -n {cmd}" if sudo else cmd
+
+
+def ramp_command(to_zar: str, reason: str, sudo: bool = False) -> str:
+    """``helios ramp`` on the host: the next capital stage, refused by Helios unless every condition holds."""
+    try:
+        amount = Decimal(to_zar)
+    except ArithmeticError:
+        raise OpsError(f"--to: not a ZAR amount ({to_zar!r}); nothing was done") from None
+    if not amount.is_finite() or amount <= 0:
+        raise OpsError(f"--to: must be a positive ZAR amount, not {to_zar!r}; nothing was done")
+    if not reason.strip():
+        raise OpsError("--reason: a ramp needs a reason; nothing was done")
+    argv = [CURRENT_HELIOS, "ramp", f"--to={amount}", f"--reason={operator_text(reason, '--reason')}"]
+    cmd = shlex.join(argv)
     return f"sudo -n {cmd}" if sudo else cmd
 
 

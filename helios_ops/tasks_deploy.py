@@ -345,6 +345,39 @@ def audit_(c: Context, inventory: str = "sandbox") -> None:
         raise Exit(f"audit failed on {', '.join(bad)}", code=1)
 
 
+@task(help={"inventory": INV_HELP, "window": "day, week (default) or month", "compare": "LIVE vs its paper shadow"})
+def report(c: Context, inventory: str = "sandbox", window: str = "week", compare: bool = False) -> None:
+    """Success metrics and red flags per host (helios report); non-zero when a threshold fails on any host."""
+    try:
+        command = cmd.report_command(window, compare)
+    except OpsError as exc:
+        raise Exit(f"report refused: {exc}", code=2) from None
+    failed = []
+    for res in ex.ssh_all(_hosts(inventory), lambda h: ("sudo -n " if h.become else "") + command, timeout=60):
+        print(f"== {res.host}\n{res.stdout.rstrip()}{res.stderr.rstrip()}")
+        if res.rc != 0:
+            failed.append(f"{res.host} (exit {res.rc})")
+    if failed:
+        raise Exit(f"report: a threshold failed or no report on {', '.join(failed)}", code=1)
+
+
+@task(help={"inventory": INV_HELP, "to": "the next stage's capital in ZAR", "reason": "why (required; journaled)"})
+def ramp(c: Context, to: str, reason: str, inventory: str = "sandbox") -> None:
+    """Raise the capital stage (helios ramp): Helios refuses unless time in stage, success metrics, no red flag,
+    clean reconciliation and the sign-off all hold. Each host answers for itself."""
+    try:
+        command = cmd.ramp_command(to, reason)
+    except OpsError as exc:
+        raise Exit(f"ramp refused: {exc}", code=2) from None
+    refused = []
+    for res in ex.ssh_all(_hosts(inventory), lambda h: ("sudo -n " if h.become else "") + command, timeout=60):
+        print(f"== {res.host}\n{res.stdout.rstrip()}{res.stderr.rstrip()}")
+        if res.rc != 0:
+            refused.append(res.host)
+    if refused:
+        raise Exit(f"ramp refused on {', '.join(refused)}: the stage there is unchanged", code=1)
+
+
 @task(
     name="flow",
     help={"inventory": INV_HELP, "id": "flow id (default: each host's latest flow)", "limit": "only these hosts"},
@@ -488,6 +521,8 @@ def register(ns: Collection) -> None:
         backups,
         restore,
         audit_,
+        report,
+        ramp,
         demo,
     ):
         ns.add_task(t)
