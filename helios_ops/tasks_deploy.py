@@ -345,6 +345,16 @@ def audit_(c: Context, inventory: str = "sandbox") -> None:
         raise Exit(f"audit failed on {', '.join(bad)}", code=1)
 
 
+def _on_each_host(inventory: str, command: str) -> list[str]:
+    """Run one read-or-refuse host command everywhere; print each host's answer; the hosts that exited non-zero."""
+    bad = []
+    for res in ex.ssh_all(_hosts(inventory), lambda h: ("sudo -n " if h.become else "") + command, timeout=60):
+        print(f"== {res.host}\n{res.stdout.rstrip()}{res.stderr.rstrip()}")
+        if res.rc != 0:
+            bad.append(f"{res.host} (exit {res.rc})")
+    return bad
+
+
 @task(help={"inventory": INV_HELP, "window": "day, week (default) or month", "compare": "LIVE vs its paper shadow"})
 def report(c: Context, inventory: str = "sandbox", window: str = "week", compare: bool = False) -> None:
     """Success metrics and red flags per host (helios report); non-zero when a threshold fails on any host."""
@@ -352,11 +362,7 @@ def report(c: Context, inventory: str = "sandbox", window: str = "week", compare
         command = cmd.report_command(window, compare)
     except OpsError as exc:
         raise Exit(f"report refused: {exc}", code=2) from None
-    failed = []
-    for res in ex.ssh_all(_hosts(inventory), lambda h: ("sudo -n " if h.become else "") + command, timeout=60):
-        print(f"== {res.host}\n{res.stdout.rstrip()}{res.stderr.rstrip()}")
-        if res.rc != 0:
-            failed.append(f"{res.host} (exit {res.rc})")
+    failed = _on_each_host(inventory, command)
     if failed:
         raise Exit(f"report: a threshold failed or no report on {', '.join(failed)}", code=1)
 
@@ -369,11 +375,7 @@ def ramp(c: Context, to: str, reason: str, inventory: str = "sandbox") -> None:
         command = cmd.ramp_command(to, reason)
     except OpsError as exc:
         raise Exit(f"ramp refused: {exc}", code=2) from None
-    refused = []
-    for res in ex.ssh_all(_hosts(inventory), lambda h: ("sudo -n " if h.become else "") + command, timeout=60):
-        print(f"== {res.host}\n{res.stdout.rstrip()}{res.stderr.rstrip()}")
-        if res.rc != 0:
-            refused.append(res.host)
+    refused = _on_each_host(inventory, command)
     if refused:
         raise Exit(f"ramp refused on {', '.join(refused)}: the stage there is unchanged", code=1)
 
