@@ -271,9 +271,12 @@ def render_estop(host: str, report: Mapping[str, Any]) -> str:
     confirmed = " (confirmed by re-query)" if report.get("zero_open_orders_confirmed") else " (NOT CONFIRMED)"
     via = report.get("path", "?")
     stopped = "; unit stopped" if report.get("unit_stopped") else ""
+    left = report.get("protective_exits_left") or []
+    protective = ("; protective exits cancelled too" if report.get("cancel_protective")
+                  else f"; protective exits left on the exchange: {len(left)}")
     return (
         f"{host}: {report.get('trading_state')} via {via}{stopped}; orders cancelled {report.get('orders_cancelled')}, "
-        f"open orders remaining {remaining}{confirmed}; open positions: {pos}"
+        f"open orders remaining {remaining}{confirmed}; open positions: {pos}{protective}"
     )
 
 

@@ -1478,16 +1478,18 @@ def flow_estop(flow: Flow, args: argparse.Namespace) -> Outcome:
     Never waits for the deploy lock."""
     started = time.monotonic()
     reason, who = str(args.reason), flow.who
+    cancel_protective = bool(getattr(args, "cancel_protective", False))
     with flow.step("api"):
-        code, data = api_post("/api/emergency-stop", {"reason": reason, "actor": who[:100]}, timeout=40)
+        code, data = api_post("/api/emergency-stop", {"reason": reason, "actor": who[:100],
+                                                      "cancel_protective": cancel_protective}, timeout=40)
     path = "api"
     if code != 200 or not data:
         path = "direct"
         data = {}
         flow.detail["api_error"] = f"/api/emergency-stop answered {code or 'nothing'}"
         with flow.step("direct"):
-            direct = service_cli(["emergency-stop", "--direct", "--json", f"--reason={reason}", f"--actor={who}"],
-                                 timeout=60)
+            direct = service_cli(["emergency-stop", "--direct", "--json", f"--reason={reason}", f"--actor={who}",
+                                  *(["--cancel-protective"] if cancel_protective else [])], timeout=60)
             data = json_out(direct)
             run(["systemctl", "stop", L.unit], timeout=60)
         if not data:
@@ -1498,6 +1500,8 @@ def flow_estop(flow: Flow, args: argparse.Namespace) -> Outcome:
         "open_orders_remaining": data.get("open_orders_remaining"),
         "zero_open_orders_confirmed": bool(data.get("zero_open_orders_confirmed")),
         "open_positions": data.get("open_positions", []), "unit_stopped": path == "direct",
+        "protective_exits_left": data.get("protective_exits_left", []),
+        "cancel_protective": bool(data.get("cancel_protective", cancel_protective)),
         "seconds": round(time.monotonic() - started, 3),
     }
     flow.detail.update(report)
@@ -1505,7 +1509,8 @@ def flow_estop(flow: Flow, args: argparse.Namespace) -> Outcome:
         return Outcome("incomplete", EXIT_FAILED, f"{report['trading_state']} via {path}, but open orders remaining "
                                                   f"{report['open_orders_remaining']} (NOT confirmed zero)")
     return Outcome("ok", EXIT_OK, f"{report['trading_state']} via {path}; orders cancelled "
-                                  f"{report['orders_cancelled']}, zero open orders confirmed")
+                                  f"{report['orders_cancelled']}, zero open orders confirmed; "
+                                  f"{protective_line(report)}")
 
 
 def flow_resume(flow: Flow, args: argparse.Namespace) -> Outcome:
@@ -1582,7 +1587,8 @@ def flow_mode(flow: Flow, args: argparse.Namespace) -> Outcome:
     if stop:
         positions = ", ".join(f"{p.get('pair')} {p.get('quantity')}" for p in stop.get("open_positions", [])) or "none"
         left = (f"; LIVE emergency stop: {stop.get('orders_cancelled')} order(s) cancelled, "
-                f"{stop.get('open_orders_remaining')} open order(s) remaining; positions still open: {positions}")
+                f"{stop.get('open_orders_remaining')} open order(s) remaining; positions still open: {positions}; "
+                f"{protective_line(stop)}")
     return Outcome("ok", EXIT_OK, f"now {mode} (was {before}){left}")
 
 
@@ -1649,6 +1655,21 @@ def _args_reason(required: bool) -> Callable[[argparse.ArgumentParser], None]:
     return add
 
 
+def _args_estop(p: argparse.ArgumentParser) -> None:
+    _args_reason(required=False)(p)
+    p.add_argument("--cancel-protective", action="store_true",
+                   help="also cancel the protective stop-loss exits held on the exchange (default: leave them)")
+
+
+def protective_line(stop: dict[str, Any]) -> str:
+    """What the operator must know after a stop: exchange-held exits still protect the open positions (or not)."""
+    left = stop.get("protective_exits_left") or []
+    if stop.get("cancel_protective"):
+        return "protective exits cancelled too"
+    return (f"{len(left)} protective exit(s) left working on the exchange (they can only sell what a position holds)"
+            if left else "no protective exit on the exchange")
+
+
 #: The dispatch table: flow name -> its one function, audit event and arguments.
 FLOWS: dict[str, FlowSpec] = {
     "deploy": FlowSpec(flow_deploy, "deploy", True, _args_deploy),
@@ -1656,7 +1677,7 @@ FLOWS: dict[str, FlowSpec] = {
     "mode": FlowSpec(flow_mode, "mode_switch", True, _args_mode),
     "restore": FlowSpec(flow_restore, "restore", True, _args_restore),
     "backup": FlowSpec(flow_backup, "backup", True, _args_backup),
-    "estop": FlowSpec(flow_estop, "emergency_stop", False, _args_reason(required=False), inline=True),
+    "estop": FlowSpec(flow_estop, "emergency_stop", False, _args_estop, inline=True),
     "resume": FlowSpec(flow_resume, "resume", False, _args_reason(required=True), inline=True),
 }
 

@@ -226,12 +226,17 @@ def to_live(c: Context, inventory: str = "sandbox", host: str | None = None, con
     _report("to-live", [res])
 
 
-@task(name="emergency-stop", help={"inventory": INV_HELP, "reason": "why (journal and audit log)"})
-def emergency_stop(c: Context, inventory: str = "sandbox", reason: str = "emergency stop (invoke)") -> None:
-    """HALT every host at once: local API, else --direct to the exchange + stop the unit. Never waits for locks."""
+@task(name="emergency-stop", help={"inventory": INV_HELP, "reason": "why (journal and audit log)",
+                                   "cancel_protective": "also cancel the stop-loss exits held on the exchange"})
+def emergency_stop(c: Context, inventory: str = "sandbox", reason: str = "emergency stop (invoke)",
+                   cancel_protective: bool = False) -> None:
+    """HALT every host at once: local API, else --direct to the exchange + stop the unit. Never waits for locks.
+    Protective stop-loss exits held on the exchange stay (they can only sell what a position holds) unless
+    ``--cancel-protective``."""
     started = time.monotonic()
     hosts = _hosts(inventory)
-    results = ex.run_flow_all(hosts, "estop", [f"--reason={reason}"], cmd.actor(), reason)
+    args = [f"--reason={reason}", *(["--cancel-protective"] if cancel_protective else [])]
+    results = ex.run_flow_all(hosts, "estop", args, cmd.actor(), reason)
     elapsed = time.monotonic() - started
     bad = []
     for res in results:

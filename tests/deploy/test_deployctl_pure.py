@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from datetime import UTC, datetime
@@ -165,3 +166,72 @@ def test_half_built_releases_are_removed_and_never_listed(layout: ctl.Layout) ->
     assert str(layout.releases_dir / half) in removed
     assert not (layout.releases_dir / half).exists() and (layout.releases_dir / OLD).is_dir()
     assert not any(layout.incoming_dir.iterdir())
+
+
+class _FakeFlow:
+    """The three things flow_estop uses of a Flow: who, detail and step()."""
+
+    def __init__(self) -> None:
+        self.who = "ops"
+        self.detail: dict[str, object] = {}
+        self.steps: list[str] = []
+
+    def step(self, name: str) -> object:
+        import contextlib
+
+        self.steps.append(name)
+        return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_estop_flow_passes_cancel_protective_and_says_what_protects_the_positions(
+        monkeypatch: pytest.MonkeyPatch, cancel: bool) -> None:
+    """Issue 11: `invoke emergency-stop [--cancel-protective]` reaches the service; the last line says whether
+    exchange-held stop-loss exits still protect the open positions."""
+    sent: list[dict[str, object]] = []
+
+    def api_post(path: str, body: dict[str, object], timeout: float) -> tuple[int, dict[str, object]]:
+        sent.append(body)
+        left = [] if body["cancel_protective"] else [{"customer_order_id": "hp-1", "pair": "BTCZAR"}]
+        return 200, {"trading_state": "HALTED", "orders_cancelled": 2, "open_orders_remaining": 0,
+                     "zero_open_orders_confirmed": True, "protective_exits_left": left,
+                     "cancel_protective": body["cancel_protective"]}
+
+    monkeypatch.setattr(ctl, "api_post", api_post)
+    flow_parser = argparse.ArgumentParser()
+    ctl.FLOWS["estop"].add_args(flow_parser)
+    flags = ["--cancel-protective"] if cancel else []
+    args = flow_parser.parse_args(["--reason=-x {{ inventory_hostname }}", *flags])
+    outcome = ctl.flow_estop(_FakeFlow(), args)  # type: ignore[arg-type]
+    assert sent[0]["cancel_protective"] is cancel
+    assert sent[0]["reason"] == "-x {{ inventory_hostname }}"
+    expected = "protective exits cancelled too" if cancel else "1 protective exit(s) left working on the exchange"
+    assert expected in outcome.message
+
+
+def test_estop_direct_path_passes_cancel_protective(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+        stdout = json.dumps({"trading_state": "HALTED", "orders_cancelled": 0, "open_orders_remaining": 0,
+                             "zero_open_orders_confirmed": True, "protective_exits_left": [],
+                             "cancel_protective": True})
+        stderr = ""
+
+    monkeypatch.setattr(ctl, "api_post", lambda path, body, timeout: (0, {}))
+    monkeypatch.setattr(ctl, "service_cli", lambda argv, timeout: calls.append(argv) or Done())
+    monkeypatch.setattr(ctl, "run", lambda argv, timeout: Done())
+    flow_parser = argparse.ArgumentParser()
+    ctl.FLOWS["estop"].add_args(flow_parser)
+    outcome = ctl.flow_estop(_FakeFlow(), flow_parser.parse_args(["--cancel-protective"]))  # type: ignore[arg-type]
+    assert "--cancel-protective" in calls[0] and "--direct" in calls[0]
+    assert "via direct" in outcome.message and "protective exits cancelled too" in outcome.message
+
+
+def test_operator_line_of_an_estop_names_the_protective_exits() -> None:
+    base = {"ok": True, "trading_state": "HALTED", "orders_cancelled": 1, "open_orders_remaining": 0,
+            "zero_open_orders_confirmed": True, "path": "api"}
+    kept = cmd.render_estop("h1", {**base, "protective_exits_left": [{"customer_order_id": "hp-1"}]})
+    assert kept.endswith("protective exits left on the exchange: 1")
+    assert cmd.render_estop("h1", {**base, "cancel_protective": True}).endswith("protective exits cancelled too")
