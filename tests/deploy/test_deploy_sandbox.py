@@ -349,7 +349,9 @@ def test_to_paper_from_live(host: Host) -> None:
         double_admin("POST", "/orders/seed", {"pair": "BTCZAR", "side": "BUY", "quantity": "0.0001", "price": "100000"})
     r = host.invoke("to-paper")
     assert r.rc == 0, r.out[-3000:]
-    assert "2 order(s) cancelled, 0 open order(s) remaining" in r.out and "positions still open" in r.out
+    # Orders the journal does not know are a red flag (unknown_activity): the LIVE engine may already have halted
+    # and cancelled them on its own tick before the switch's emergency stop ran; either way none is left.
+    assert "order(s) cancelled, 0 open order(s) remaining" in r.out and "positions still open" in r.out
     assert double_admin("GET", "/orders?open=1") == []
     assert host.api("/api/mode/current")["mode"] == "PAPER"
     after = host.env_file()
