@@ -572,6 +572,22 @@ class ExchangeDouble:
             self.book._finish(order, status, failed_reason)
             return order
 
+    def set_order_types(self, pair: str, order_types: tuple[str, ...] | list[str]) -> None:
+        """What ``GET /v1/public/{pair}/ordertypes`` lists for ``pair`` (default: the collection's example)."""
+        with self.book.lock:
+            self.book.order_types[self.book.pair(pair).symbol] = tuple(str(t) for t in order_types)
+
+    def set_slippage_cut(self, count: int = 1, fraction: Decimal | str = "0.5") -> None:
+        """The next ``count`` market orders fill ``fraction`` and end "Partially Filled and Cancelled Due To
+        Slippage" (``fraction`` 0: they fail, "...outside of slippage price band")."""
+        with self.book.lock:
+            self.book.slippage_cut = (count, Decimal(fraction))
+
+    def conditionals(self) -> list[dict[str, Any]]:
+        """The open conditional orders (as ``GET /v1/orders/conditionals`` lists them)."""
+        with self.book.lock:
+            return [dict(c) for c in self.book.conditionals]
+
     def requests(self, path_prefix: str = "", method: str = "") -> list[RequestRecord]:
         with self._requests_cond:
             return [
@@ -874,6 +890,21 @@ class ExchangeDouble:
             if not gone:
                 raise self._unknown_order()
             return 202, None
+        if method == "GET" and len(parts) == 7 and parts[:4] == ["v1", "orders", "conditionals", "conditional"] \
+                and parts[5] == "orderid":
+            # API collection: Conditional Order Status (orderId).
+            symbol = book.pair(parts[4]).symbol
+            with book.lock:
+                for row in book.conditional_history:
+                    if row["currencyPair"] == symbol and row["orderId"] == parts[6]:
+                        return 200, dict(row)
+            raise self._unknown_order()
+        if method == "GET" and len(parts) == 5 and parts[:3] == ["v1", "orders", "conditionals"] \
+                and parts[4] == "history":
+            # API collection: Conditional Order Status History (per pair).
+            symbol = book.pair(parts[3]).symbol
+            with book.lock:
+                return 200, [dict(r) for r in reversed(book.conditional_history) if r["currencyPair"] == symbol]
         if method == "DELETE" and len(parts) == 4 and parts[:3] == ["v1", "orders", "conditionals"]:
             symbol = book.pair(parts[3]).symbol
             return 200, [self._cancelled_conditional(c) for c in book.cancel_conditionals(symbol)]
@@ -1131,6 +1162,14 @@ class ExchangeDouble:
         if method == "POST" and route == "/order-status":
             order = self.force_status(str(body["customerOrderId"]), str(body["status"]), str(body.get("reason", "")))
             return 200, order.admin_row()
+        if method == "POST" and route == "/ordertypes":
+            self.set_order_types(str(body["pair"]), list(body["orderTypes"]))
+            return 200, {"pair": str(body["pair"]).upper(), "orderTypes": list(body["orderTypes"])}
+        if method == "POST" and route == "/slippage-cut":
+            self.set_slippage_cut(int(body.get("count", 1)), str(body.get("fraction", "0.5")))
+            return 200, {"ok": True}
+        if method == "GET" and route == "/conditionals":
+            return 200, self.conditionals()
         if method == "POST" and route == "/variant":
             self.variant = DoubleVariant(
                 str(body.get("unknown_order", self.variant.unknown_order)),

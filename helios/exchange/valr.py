@@ -455,6 +455,17 @@ class ConditionalRequest:
     trigger_type: str = "LAST_TRADED"  # or MARK_PRICE
 
 
+#: ``/v1/public/{pair}/ordertypes`` entries that mean "conditional TP/SL (OCO) is offered for this pair". VALR's
+#: documentation lists NO such entry for any pair (the collection's ETHZAR and BTCUSDTPERP lists, agent-skills
+#: market-data.md); ``OT_OCO`` is the name VALR gives an OCO conditional (``conditionalType`` in the collection's
+#: Conditional Order Status example). Until VALR lists it for a pair, Helios protects with a stop-limit.
+CONDITIONAL_TPSL_ORDER_TYPES = frozenset({"OT_OCO"})
+#: customerOrderIds Helios gives its conditional orders: ``get_order`` looks these up among conditional orders too
+#: when the regular status and history calls do not know them (a conditional is not a regular order until it
+#: triggers).
+CONDITIONAL_CID_PREFIX = "hp-oco-"
+
+
 @dataclass(frozen=True)
 class ConditionalOrder:
     order_id: str
@@ -1114,6 +1125,8 @@ class ValrClient:
             try:
                 summary = self._call("GET", f"/v1/orders/history/summary/customerorderid/{cid}")
             except _NotFound:
+                if order is None and customer_order_id.startswith(CONDITIONAL_CID_PREFIX):
+                    return self._conditional_as_order(pair, customer_order_id)
                 return order
             if not isinstance(summary, dict):
                 raise ExchangeError("VALR order history summary has an unexpected shape")
@@ -1358,9 +1371,35 @@ class ValrClient:
             raise OutcomeUnknown(f"VALR accepted conditional {request.customer_order_id} without an id")
         return str(data["id"])
 
+    def supports_conditional_tpsl(self, pair: str) -> bool:
+        """The pair's order types include a conditional TP/SL entry (``CONDITIONAL_TPSL_ORDER_TYPES``)."""
+        return bool(self.order_types(pair) & CONDITIONAL_TPSL_ORDER_TYPES)
+
     def conditional_orders(self) -> list[ConditionalOrder]:
         """``GET /v1/orders/conditionals``: the account's open conditional orders."""
-        rows = self._rows(self._call("GET", "/v1/orders/conditionals"), "conditional orders")
+        return self._conditional_rows(self._call("GET", "/v1/orders/conditionals"), "conditional orders")
+
+    def conditional_history(self, pair: str) -> list[ConditionalOrder]:
+        """``GET /v1/orders/conditionals/{pair}/history``: the pair's conditional orders, finished ones included."""
+        data = self._call("GET", f"/v1/orders/conditionals/{quote(pair.upper(), safe='')}/history")
+        return self._conditional_rows(data, "conditional order history")
+
+    def _conditional_as_order(self, pair: str, customer_order_id: str) -> ExchangeOrder | None:
+        """A conditional order (not a regular one) by customerOrderId, as an ExchangeOrder: "Placed" (waiting for
+        its trigger) is OPEN, "Cancelled" CANCELLED. A triggered conditional is followed through the order its leg
+        placed (the regular status call), so it is not looked for here."""
+        for row in self.conditional_history(pair):
+            if row.customer_order_id != customer_order_id:
+                continue
+            return ExchangeOrder(
+                customer_order_id=customer_order_id, order_id=row.order_id, pair=row.pair or pair.upper(),
+                side=Side.SELL, order_type=OrderType.LIMIT, status=order_status(row.status or "Placed"),
+                price=row.stop_loss_trigger, original_quantity=row.quantity,
+            )
+        return None
+
+    def _conditional_rows(self, data: Any, what: str) -> list[ConditionalOrder]:
+        rows = self._rows(data, what)
         return [
             ConditionalOrder(
                 order_id=str(row.get("orderId", "")),
@@ -1460,6 +1499,8 @@ class ValrClient:
 
 
 __all__ = [
+    "CONDITIONAL_CID_PREFIX",
+    "CONDITIONAL_TPSL_ORDER_TYPES",
     "DEFAULT_BASE_URL",
     "DOCUMENTED_STATUSES",
     "AccountIdentity",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +11,7 @@ from helios.exchange.errors import AuthenticationFailed, OrderRejected
 from helios.exchange.valr import ConditionalRequest, StopLimitRequest, ValrClient
 from helios.models import OrderRequest, OrderStatus, OrderType, Side
 from helios_double import DEFAULT_KEY, DEFAULT_SECRET
-from tests.contract.replay import Answer, Replay, replay_server
+from tests.contract.replay import Answer, Replay
 from tests.contract.valr_sources import COLLECTION, example
 
 STATUS_EXAMPLES = [e["id"] for e in COLLECTION if e["id"].startswith("order-status-") and e["status"] == 200]
@@ -24,12 +23,6 @@ EXPECTED = {
     "Cancelled": OrderStatus.CANCELLED,
     "Failed": OrderStatus.FAILED,
 }
-
-
-@pytest.fixture
-def replay() -> Iterator[Replay]:
-    with replay_server(Replay()) as server:
-        yield server
 
 
 def _client(url: str) -> ValrClient:
