@@ -5,50 +5,15 @@ FAILED in the journal. (Slippage-cut statuses: client level, tests/live/test_val
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
-
-from helios.config import load_settings
 from helios.engine import Engine
 from helios.models import OrderPurpose, OrderStatus, OrderType, Side
 from helios.protection import PROTECTIVE_PREFIX
-from helios.service import build_runtime
-from helios_double import VARIANTS, DoubleVariant, ExchangeDouble
-from tests.live.test_live_engine import live_env
-from tests.service.conftest import ScriptedStrategy
+from helios_double import DoubleVariant, ExchangeDouble
 
 D = Decimal
 BTC = "BTCZAR"
-
-
-@pytest.fixture(params=VARIANTS, ids=[v.name for v in VARIANTS])
-def double(request: pytest.FixtureRequest) -> Iterator[ExchangeDouble]:
-    with ExchangeDouble(variant=request.param, prices={BTC: D(1_000_000)}, balances={"ZAR": D(100_000)}) as d:
-        yield d
-
-
-@pytest.fixture
-def engine(double: ExchangeDouble, tmp_path: Path) -> Iterator[Engine]:
-    env = live_env(double, tmp_path / "state", MAX_POSITION_SIZE_ZAR="100000", MAX_PORTFOLIO_RISK_PCT="100",
-                   MAX_OPEN_POSITIONS="3", HELIOS_MAX_ORDERS_PER_MINUTE="1000",
-                   # this test injects failed and lost placements on purpose: the orders_not_executing red flag
-                   # (which would HALT after 3) is tested in tests/rollout, not here
-                   HELIOS_REDFLAG_FAILED_ORDERS="1000")
-    runtime = build_runtime(load_settings(env), strategy=ScriptedStrategy())
-    e = runtime.engine
-    e.record_starting_balances(e.clock())
-    e.start_up()
-    e.step()
-    try:
-        yield e
-    finally:
-        e.alerter.close()
-        e.client.close()
-        e.market.close()
-        runtime.journal.close()
 
 
 def _entry(engine: Engine, kind: OrderType, qty: str = "0.0002") -> str:
@@ -77,7 +42,8 @@ def _protective_matches_position(engine: Engine, double: ExchangeDouble) -> None
         assert [s.remaining for s in stops] == [engine._sellable(BTC, position.quantity)[0]]
 
 
-def test_live_engine_in_every_variant(engine: Engine, double: ExchangeDouble) -> None:
+def test_live_engine_in_every_variant(variant_engine: Engine, variant_double: ExchangeDouble) -> None:
+    engine, double = variant_engine, variant_double
     variant: DoubleVariant = double.variant
     # 429 on a market and on a limit placement: looked up by customerOrderId, never re-sent.
     for kind in (OrderType.MARKET, OrderType.LIMIT):

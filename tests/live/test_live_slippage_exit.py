@@ -9,49 +9,17 @@ filled nothing), and re-place the exchange-held stop for the remainder once the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
-
-from helios.config import load_settings
 from helios.engine import Engine
 from helios.models import OrderPurpose, OrderStatus, OrderType, Side
 from helios.protection import PROTECTIVE_PREFIX
-from helios.service import build_runtime
-from helios_double import VARIANTS, ExchangeDouble, Order
-from tests.live.test_live_engine import live_env
+from helios_double import ExchangeDouble, Order
 from tests.live.test_live_protection_oco import _wait_for_bid
-from tests.service.conftest import ScriptedStrategy
 
 D = Decimal
 BTC = "BTCZAR"
 CUT = "Partially Filled and Cancelled Due To Slippage"
-
-
-@pytest.fixture(params=VARIANTS, ids=[v.name for v in VARIANTS])
-def double(request: pytest.FixtureRequest) -> Iterator[ExchangeDouble]:
-    with ExchangeDouble(variant=request.param, prices={BTC: D(1_000_000)}, balances={"ZAR": D(100_000)}) as d:
-        yield d
-
-
-@pytest.fixture
-def engine(double: ExchangeDouble, tmp_path: Path) -> Iterator[Engine]:
-    env = live_env(double, tmp_path / "state", MAX_POSITION_SIZE_ZAR="100000", MAX_PORTFOLIO_RISK_PCT="100",
-                   MAX_OPEN_POSITIONS="3", HELIOS_MAX_ORDERS_PER_MINUTE="1000")
-    runtime = build_runtime(load_settings(env), strategy=ScriptedStrategy())
-    e = runtime.engine
-    e.record_starting_balances(e.clock())
-    e.start_up()
-    e.step()
-    try:
-        yield e
-    finally:
-        e.alerter.close()
-        e.client.close()
-        e.market.close()
-        runtime.journal.close()
 
 
 def _protective(double: ExchangeDouble) -> list[Decimal]:
@@ -69,7 +37,8 @@ def _software_exits(engine: Engine) -> list[tuple[OrderStatus, Decimal]]:
 
 
 def test_slippage_cut_stop_loss_exit_is_booked_and_the_rest_stays_protected(
-        engine: Engine, double: ExchangeDouble) -> None:
+        variant_engine: Engine, variant_double: ExchangeDouble) -> None:
+    engine, double = variant_engine, variant_double
     zar_before = double.balances()["ZAR"]
     engine.submit_order(pair=BTC, side=Side.BUY, order_type=OrderType.MARKET, quantity=D("0.0004"), price=None,
                         purpose=OrderPurpose.ENTRY, stop_loss=D(950_000), take_profit=D(1_200_000), reason="slip")
