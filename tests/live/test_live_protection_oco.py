@@ -15,10 +15,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import requests
 
 from helios.config import load_settings
 from helios.engine import Engine
-from helios.exchange.valr import ConditionalRequest, ValrClient
+from helios.exchange.valr import ConditionalRequest, StopLimitRequest, ValrClient
 from helios.models import OrderPurpose, OrderStatus, OrderType, Side, TradingState
 from helios.protection import OCO_PREFIX, PROTECTIVE_OCO_REASON, PROTECTIVE_PREFIX
 from helios.service import build_runtime
@@ -104,11 +105,8 @@ def test_double_conditional_waiting_is_open_then_cancelled_by_customer_order_id(
 
 def test_stop_limit_orders_are_triggered_by_the_admin_price(double: ExchangeDouble) -> None:
     """Through the HTTP admin endpoint, as the deploy test and the demo drive it."""
-    import requests
-
     double.set_balance("BTC", "0.001")
     c = ValrClient(DEFAULT_KEY, DEFAULT_SECRET, base_url=double.url)
-    from helios.exchange.valr import StopLimitRequest
     c.place_stop_limit(StopLimitRequest("sl-admin", BTC, Side.SELL, D("0.001"), D(940_000), D(950_000)))
     _oco(c, "oco-admin", qty="0.001")
     requests.post(f"{double.url}/_double/price", json={"pair": BTC, "price": "945000"}, timeout=5).raise_for_status()
