@@ -2,10 +2,12 @@
 
 The service runs LIVE against the exchange double on 127.0.0.1:8390. The default strategy enters (the price is
 driven as in scripts/demo-live.sh), Helios places the position's exchange-held stop-loss; then a new release is
-deployed (stop, switch, start, gate). Meanwhile a sampler reads the double's open orders every ~50 ms: the
-protective order is never absent. The new release adopts it (same customerOrderId, no second protective order, no
-new stop placement), and when the price falls through the stop the exchange sells the position and Helios
-reconciles it: closed with reason ``protective_stop_loss``, realised P&L equal to what the account gained or lost.
+deployed (stop, switch, start, gate). Meanwhile a sampler reads the double's open orders (and conditional orders)
+every ~50 ms: the protective order is never absent. Both kinds: the stop-limit (VALR's documented order types) and
+the take-profit + stop-loss conditional (the double listing ``OT_OCO`` for the pair). The new release adopts it
+(same customerOrderId, no second protective order, no new placement), and when the price falls through the stop
+the exchange sells the position and Helios reconciles it: closed with reason ``protective_stop_loss`` /
+``protective_oco``, realised P&L equal to what the account gained or lost.
 
 Run under the shared lock, selected narrowly::
 
@@ -28,6 +30,14 @@ from tests.deploy.conftest import Host, double_admin, scratch_source
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 BTC = "BTCZAR"
+#: VALR's documented order types for a ZAR pair (the API collection's example): the stop-limit protects. With
+#: ``OT_OCO`` listed (a hypothetical, docs/valr-contract.md) the take-profit + stop-loss conditional protects.
+ORDER_TYPES = {
+    "stop_limit": ["LIMIT_POST_ONLY", "MARKET", "LIMIT", "SIMPLE", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+    "oco": ["LIMIT_POST_ONLY", "MARKET", "LIMIT", "SIMPLE", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT", "OT_OCO"],
+}
+PLACEMENT_PATH = {"stop_limit": "/v2/orders/stop/limit", "oco": "/v1/orders/conditionals"}
+EXIT_REASON = {"stop_limit": "protective_stop_loss", "oco": "protective_oco"}
 
 
 def _wait(what: str, found: Callable[[], Any], timeout: float = 90.0) -> Any:
@@ -50,12 +60,14 @@ def _zar_total() -> Decimal:
 
 
 def _protective_open() -> list[str]:
-    return [o["customerOrderId"] for o in double_admin("GET", "/orders?open=1")
-            if str(o.get("customerOrderId", "")).startswith("hp-")]
+    """Every protective order working on the exchange: open regular orders and open conditional orders."""
+    regular = [o["customerOrderId"] for o in double_admin("GET", "/orders?open=1")]
+    conditional = [c.get("customerOrderId", "") for c in double_admin("GET", "/conditionals")]
+    return [cid for cid in regular + conditional if str(cid).startswith("hp-")]
 
 
-def _stop_placements() -> int:
-    return len(double_admin("GET", "/requests?path=/v2/orders/stop/limit&method=POST"))
+def _placements(kind: str) -> int:
+    return len(double_admin("GET", f"/requests?path={PLACEMENT_PATH[kind]}&method=POST"))
 
 
 class OpenOrderSampler:
@@ -92,11 +104,14 @@ def _market_data(host: Host, source: str) -> None:
     host.wait_healthy(60)
 
 
-def _live_and_active(host: Host) -> None:
+def _live_and_active(host: Host, kind: str) -> None:
     double_admin("POST", "/fill-ratio", {"ratio": "1"})
     double_admin("POST", "/balance", {"balances": {"ZAR": "1000", "BTC": "0", "ETH": "0"}})
+    double_admin("POST", "/ordertypes", {"pair": BTC, "orderTypes": ORDER_TYPES[kind]})
     _price(Decimal(1_200_000))
     _market_data(host, "valr")
+    host.ssh("systemctl restart helios")  # a fresh process asks the pair's order types again
+    host.wait_healthy(60)
     if host.api("/api/mode/current").get("mode") != "LIVE":
         r = host.invoke("to-live", "--confirm", "deploy1")
         assert r.rc == 0, r.out[-3000:]
@@ -146,20 +161,24 @@ def _heartbeats_after(host: Host, count: int) -> None:
         _next_tick(host)
 
 
-def test_live_position_stays_protected_on_the_exchange_through_a_deploy(host: Host, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["stop_limit", "oco"])
+def test_live_position_stays_protected_on_the_exchange_through_a_deploy(host: Host, tmp_path: Path,
+                                                                         kind: str) -> None:
     try:
-        _protected_through_a_deploy(host, tmp_path)
+        _protected_through_a_deploy(host, tmp_path, kind)
     finally:
+        double_admin("POST", "/ordertypes", {"pair": BTC, "orderTypes": ORDER_TYPES["stop_limit"]})
         _market_data(host, "sim")  # the inventory's setting again, for whatever runs next on this host
 
 
-def _protected_through_a_deploy(host: Host, tmp_path: Path) -> None:
-    _live_and_active(host)
+def _protected_through_a_deploy(host: Host, tmp_path: Path, kind: str) -> None:
+    _live_and_active(host, kind)
     zar_before = _zar_total()
     position, stop_cid = _enter(host)
     assert _protective_open() == [stop_cid]
-    placements = _stop_placements()
-    source = scratch_source(tmp_path, "protected")
+    assert stop_cid.startswith("hp-oco-") is (kind == "oco")
+    placements = _placements(kind)
+    source = scratch_source(tmp_path, f"protected-{kind}")
     before = host.current()
 
     sampler = OpenOrderSampler()
@@ -179,7 +198,7 @@ def _protected_through_a_deploy(host: Host, tmp_path: Path) -> None:
     assert health["release"] == after and health["mode"] == "LIVE"
     _heartbeats_after(host, 3)
     assert _protective_open() == [stop_cid]
-    assert _stop_placements() == placements
+    assert _placements(kind) == placements
     orders = {o["customer_order_id"]: o for o in host.api("/api/orders")["orders"]}
     assert orders[stop_cid]["status"] == "OPEN"
     assert [p["pair"] for p in host.api("/api/positions")["positions"]] == [BTC]
@@ -188,6 +207,6 @@ def _protected_through_a_deploy(host: Host, tmp_path: Path) -> None:
     _price(Decimal(position["stop_loss"]) * Decimal("0.995"))
     _wait("the position to be closed", lambda: not host.api("/api/positions").get("positions"))
     trade = host.api("/api/trades")["trades"][0]
-    assert trade["exit_reason"] == "protective_stop_loss"
+    assert trade["exit_reason"] == EXIT_REASON[kind]
     assert Decimal(trade["realised_pnl_zar"]) == _zar_total() - zar_before
     assert _protective_open() == []
