@@ -13,14 +13,8 @@ Each part of the tick has one owner module; the engine holds the state they shar
 * ``helios.rollout_hooks`` heartbeat history, marked equity, the capital stage, the paper shadow, red flags that act;
 * ``helios.views``         read-only views for the API.
 
-Trading states (durable, in the journal):
-
-    ACTIVE   --daily loss limit-->  REDUCING   (no new entries; exits still run)
-    ACTIVE | REDUCING --emergency stop-->  HALTED   (open orders cancelled; nothing new is sent)
-    REDUCING | HALTED --authenticated resume-->  ACTIVE
-
-One tick (``step``): follow the durable state -> prices -> day roll -> order/fill sync -> balances -> daily-loss
-check -> balance check -> expire stale entries -> stop-loss/take-profit exits -> strategy -> heartbeat.
+Trading states (durable, in the journal; transitions in ``helios.trading_state``): ACTIVE, REDUCING (no new
+entries; exits still run), HALTED (open orders cancelled; nothing new is sent; only a resume leaves it).
 
 The router, for every order: build the intent with a fresh customerOrderId -> safety gates (pure, seeing every fill
 any answer showed plus pending and lost quantity) -> journal the intent (SUBMITTING or REJECTED) -> re-read the
@@ -135,6 +129,8 @@ class Engine:
         self._guards_checked_at: datetime | None = None
         self.account_events: queue.SimpleQueue[AccountEvent | None] = queue.SimpleQueue()  # None: reconnected
         self.stream_fills_applied = 0
+        self.account_stream: sync.StreamState | None = None  # LIVE: VALR's account WebSocket (the service sets it)
+        self._rest_polled_at: datetime | None = None  # the last full REST poll that completed (the safety net)
         # rollout hooks (helios.rollout_hooks): heartbeat history, marked equity, red flags
         self.shadow: ShadowBook | None = None  # the paper shadow beside LIVE (attached by the service)
         self._equity_recorded_at: datetime | None = None
@@ -168,7 +164,7 @@ class Engine:
         self._poll_prices()
         daily_loss.roll_day(self, now)
         sync.drain_account_stream(self, now)  # LIVE: order/fill events from VALR's account WebSocket first
-        sync.sync_orders(self, now)
+        sync.sync_orders(self, now, full=sync.rest_poll_due(self, now))  # REST: the safety net behind the stream
         sync.refresh_balances(self, now)
         daily_loss.check_daily_loss(self, now)
         sync.periodic_balance_check(self, now)

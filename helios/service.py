@@ -291,6 +291,7 @@ def run_service(settings: Settings, *, market: MarketData | None = None) -> int:
     try:
         runtime.engine.start_up()
         account_stream = start_account_stream(runtime)
+        runtime.engine.account_stream = account_stream  # REST order/trade polling slows while it is healthy
         runtime.engine_thread = threading.Thread(target=runtime.engine_loop, name="helios-engine", daemon=True)
         runtime.engine_thread.start()
         api.start()

@@ -6,7 +6,11 @@ comparisons live in ``helios.reconcile``).
 * Orders: every live order of ours is looked up (open orders, else by customerOrderId) and its answer goes to the
   order tracker; an order the exchange does not know stays lost (UNKNOWN), never FAILED.
 * The account stream's events are queued by its thread and applied by the tick; after every (re)connect a full REST
-  reconciliation closes the gap. REST polling remains as the slower safety net.
+  reconciliation closes the gap. REST polling remains as the slower safety net: while the stream is connected and
+  the REST reconciliation after its last (re)connect succeeded, the full REST poll (trade history, open orders,
+  every live order by id) runs every HELIOS_REST_SAFETY_POLL_SECONDS, and at once when an answer showed a fill the
+  trade history has not delivered yet; orders whose fate is unknown (SUBMITTING, lost) are still looked up by id
+  every tick. Without a stream (PAPER), or while it is down, every tick polls in full.
 * Reconciliation at start-up and on resume; balance checks (two misses in a row halt); LIVE account guards.
 Plain functions taking the engine.
 """
@@ -18,7 +22,7 @@ import queue
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from helios import control, portfolio
 from helios.exchange.errors import ExchangeError
@@ -47,18 +51,60 @@ BALANCE_REFRESH = timedelta(seconds=10)
 ACCOUNT_GUARD_INTERVAL = timedelta(minutes=5)
 
 
-def sync_orders(engine: Engine, now: datetime) -> None:
+class StreamState(Protocol):
+    """What the engine needs to know of the account WebSocket (``helios.exchange.valr_ws.AccountStream``)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+
+def rest_poll_due(engine: Engine, now: datetime) -> bool:
+    """Whether this tick runs the full REST poll: always without a connected account stream; with one, when no
+    full poll has completed since its last (re)connect, every HELIOS_REST_SAFETY_POLL_SECONDS, and at once when an
+    answer showed a fill that the trade history has not delivered yet (the position waits for it)."""
+    stream = engine.account_stream
+    if stream is None or not stream.connected or engine._rest_polled_at is None:
+        return True
+    if any(e.filled_unapplied > 0 for e in engine.orders.exposures()):
+        return True
+    return now - engine._rest_polled_at >= timedelta(seconds=float(engine.settings.helios_rest_safety_poll_seconds))
+
+
+def sync_orders(engine: Engine, now: datetime, *, full: bool = True) -> None:
+    """``full``: trade history, open orders and every live order by id (the REST poll); else only the orders whose
+    fate is unknown (SUBMITTING, lost) are looked up by customerOrderId. A full poll that completed without an
+    exchange error is the safety net's last run (``_rest_polled_at``)."""
     with engine._sync_lock:
-        _sync_orders_locked(engine, now)
+        if not full:
+            _look_up_unsettled(engine, now)
+        elif _sync_orders_locked(engine, now):
+            engine._rest_polled_at = now
 
 
-def _sync_orders_locked(engine: Engine, now: datetime) -> None:
+def _look_up_unsettled(engine: Engine, now: datetime) -> None:
+    for cid, record in engine.orders.active.items():
+        if record.status not in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN) or engine.orders.is_sending(cid):
+            continue
+        try:
+            eo = engine.client.get_order(record.pair, cid)
+        except ExchangeError as exc:
+            engine.last_error = f"order {cid}: {exc.message}"
+            continue
+        if eo is None:
+            _order_not_on_exchange(engine, record, now)
+            continue
+        engine.orders.on_answer(cid, replace(eo, customer_order_id=cid), now)
+
+
+def _sync_orders_locked(engine: Engine, now: datetime) -> bool:
+    """The full REST poll; returns whether every call of it answered."""
+    complete = True
     try:
         since = None if engine._fill_cursor is None else engine._fill_cursor - FILL_OVERLAP
         fills = engine.client.fills(since)
     except ExchangeError as exc:
         engine.last_error = f"fills: {exc.message}"
-        fills = []
+        fills, complete = [], False
     applied = False
     for fill in fills:
         if engine._fill_cursor is None or fill.traded_at > engine._fill_cursor:
@@ -70,12 +116,12 @@ def _sync_orders_locked(engine: Engine, now: datetime) -> None:
         refresh_balances(engine, now, force=True)
     active = {cid: r for cid, r in engine.orders.active.items() if not engine.orders.is_sending(cid)}
     if not active:
-        return
+        return complete
     try:
         open_now = {o.customer_order_id: o for o in engine.client.open_orders() if o.customer_order_id}
     except ExchangeError as exc:
         engine.last_error = f"open orders: {exc.message}"
-        return
+        return False
     for cid, record in active.items():
         eo: ExchangeOrder | None = open_now.get(cid)
         if eo is None:
@@ -83,18 +129,20 @@ def _sync_orders_locked(engine: Engine, now: datetime) -> None:
                 eo = engine.client.get_order(record.pair, cid)
             except ExchangeError as exc:
                 engine.last_error = f"order {cid}: {exc.message}"
+                complete = False
                 continue
         if eo is None:
             _order_not_on_exchange(engine, record, now)
             continue
         engine.orders.on_answer(cid, replace(eo, customer_order_id=cid), now)
+    return complete
 
 
 def drain_account_stream(engine: Engine, now: datetime) -> None:
     """Apply the account stream's events: fills (de-duplicated by trade id with REST: the journal is the one
-    record) and order status updates. A fill whose message carried no fee waits for REST. After a reconnect
-    the REST sync that follows in this tick (trade history since the cursor, every live order by id) is the
-    reconciliation; REST keeps polling as the safety net."""
+    record) and order status updates. A fill whose message carried no fee waits for REST (its order's answer
+    shows it filled, which makes the REST poll due at once). After a reconnect a full REST reconciliation (trade
+    history since the cursor, every live order by id) closes the gap; REST keeps polling as the safety net."""
     reconnected = False
     with engine._sync_lock:
         while True:
@@ -113,6 +161,7 @@ def drain_account_stream(engine: Engine, now: datetime) -> None:
                 if cid in engine.orders.active and not engine.orders.is_sending(cid):
                     engine.orders.on_answer(cid, event.order, now)
     if reconnected:
+        engine._rest_polled_at = None  # the safety net counts from a full poll after this connection
         engine.journal.record_event("account_stream_connected", {"reconcile": "rest"}, now)
         reconcile_orders(engine, now)
 
