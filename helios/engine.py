@@ -432,17 +432,11 @@ class Engine:
     def _sellable(self, pair: str, quantity: Decimal) -> tuple[Decimal, bool]:
         return exits.sellable(self, pair, quantity)
 
-    def is_dust(self, pair: str) -> bool:
-        return exits.is_dust(self, pair)
-
     def unrealised_zar(self) -> Decimal:
         return daily_loss.unrealised_zar(self)
 
     def todays_pnl_zar(self) -> Decimal:
         return daily_loss.todays_pnl_zar(self)
-
-    def todays_loss_zar(self) -> Decimal:
-        return daily_loss.todays_loss_zar(self)
 
     def current_capital_stage(self) -> Decimal | None:
         return rollout_hooks.current_capital_stage(self)
