@@ -36,6 +36,7 @@ class StreamedRig:
         self.drop_events = False
         self.dropped_trade = threading.Event()
         self.connected = threading.Event()
+        self.reconnected = threading.Event()  # a second connection came
 
         def on_event(event: AccountEvent) -> None:
             if self.drop_events:
@@ -46,7 +47,7 @@ class StreamedRig:
 
         def on_reconnect(connected: Connected) -> None:
             rig.engine.on_account_reconnect(connected)
-            self.connected.set()
+            (self.connected if connected.first else self.reconnected).set()
 
         self.stream = AccountStream(rig.double.url, DEFAULT_KEY, DEFAULT_SECRET, on_event=on_event,
                                     on_reconnect=on_reconnect).start()
@@ -137,5 +138,23 @@ def test_a_fill_the_stream_never_delivered_is_seen_by_the_rest_safety_poll_withi
     streamed.ticks(1)
     assert (streamed.clock() - polled_at).total_seconds() == INTERVAL_S
     assert rig.engine.positions["BTCZAR"].quantity == D("0.0002"), "the safety poll found the fill"
+    assert rig.journal.get_order(entry.customer_order_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
+    assert len(rig.journal.fills_since(None)) == 1
+
+
+def test_right_after_a_reconnect_a_full_rest_reconciliation_runs_inside_the_safety_interval(
+    streamed: StreamedRig,
+) -> None:
+    rig = streamed.rig
+    streamed.up_and_reconciled()
+    entry = rig.buy(990_000, qty="0.0002", stop=950_000)
+    streamed.ticks(1)
+    rig.double.ws_drop_all()  # the stream dies ...
+    rig.double.set_price("BTCZAR", "985000")  # ... the entry fills while nobody listens
+    assert streamed.reconnected.wait(10), "the account stream reconnected"
+    rig.double.clear_requests()
+    streamed.ticks(1)  # 2 s after the last full poll: only the reconnect makes this one due
+    assert _private(rig, TRADE_HISTORY) == 1, "one full REST reconciliation after the reconnect"
+    assert rig.engine.positions["BTCZAR"].quantity == D("0.0002")
     assert rig.journal.get_order(entry.customer_order_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
     assert len(rig.journal.fills_since(None)) == 1
