@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from helios import __version__
+from helios import __version__, daily_loss, views
 from helios.api_edge import EdgeGuard, EdgePolicy
 from helios.api_rollout import create_rollout_router
 from helios.engine import ResumeRefused
@@ -99,7 +99,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/api/positions")
     def positions() -> dict[str, Any]:
-        return {"positions": runtime.engine.positions_json()}
+        return {"positions": views.positions_json(runtime.engine)}
 
     @app.get("/api/orders")
     def orders(
@@ -115,7 +115,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/api/pnl")
     def pnl() -> dict[str, Any]:
-        return runtime.engine.pnl_json()
+        return views.pnl_json(runtime.engine)
 
     @app.post("/api/emergency-stop", dependencies=[Depends(require_token)])
     def emergency_stop(body: EmergencyStopBody | None = None) -> dict[str, Any]:
@@ -167,7 +167,7 @@ def render_metrics(runtime: Runtime) -> str:
     ]
     for state in TradingState:
         lines.append(f'helios_trading_state{{state="{state.value}"}} {int(engine.state is state)}')
-    age = engine.heartbeat_age(now)
+    age = views.heartbeat_age(engine, now)
     lines += [
         "# HELP helios_heartbeat_age_seconds Seconds since the engine loop last completed a tick.",
         "# TYPE helios_heartbeat_age_seconds gauge",
@@ -180,7 +180,7 @@ def render_metrics(runtime: Runtime) -> str:
         f"helios_open_orders {len(engine.active)}",
         "# HELP helios_pnl_today_zar Realised plus unrealised P&L today (Africa/Johannesburg), ZAR.",
         "# TYPE helios_pnl_today_zar gauge",
-        f"helios_pnl_today_zar {engine.todays_pnl_zar():.2f}",
+        f"helios_pnl_today_zar {daily_loss.todays_pnl_zar(engine):.2f}",
         "# HELP helios_gate_rejections_total Orders refused by each safety gate.",
         "# TYPE helios_gate_rejections_total counter",
     ]

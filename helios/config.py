@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     helios_shutdown_timeout_seconds: Decimal = Field(Decimal(20), gt=0, le=120, allow_inf_nan=False)
     helios_balance_tolerance_zar: Decimal = Field(Decimal(5), ge=0, allow_inf_nan=False)
     helios_balance_check_seconds: Decimal = Field(Decimal(60), ge=1, allow_inf_nan=False)
+    # with the account WebSocket connected, the full REST order/trade poll (the safety net) runs this often
+    helios_rest_safety_poll_seconds: Decimal = Field(Decimal(15), ge=1, le=300, allow_inf_nan=False)
     # go-live caps that `helios audit` enforces (the operator plan's numbers)
     helios_golive_max_position_zar: Decimal = Field(Decimal(300), gt=0, allow_inf_nan=False)
     helios_golive_max_risk_pct: Decimal = Field(Decimal(10), gt=0, le=100, allow_inf_nan=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
@@ -297,6 +298,21 @@ def _position_from_row(row: sqlite3.Row) -> Position:
     )
 
 
+def _connect_when_free(path: Path) -> sqlite3.Connection:
+    """``connect``, retried for up to the busy timeout while another process switches the same brand-new file to
+    WAL: SQLite answers that race "database is locked" at once instead of waiting out the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return connect(path)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 def read_schema_info(path: Path) -> dict[str, int]:
     """Schema version and min reader version of an existing journal file, read-only."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -328,7 +344,7 @@ class Journal:
         path = journal_path(state_dir, mode)
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            conn = connect(path)
+            conn = _connect_when_free(path)
             conn.execute("PRAGMA foreign_keys=ON")
             # Checkpoints run from the engine's heartbeat (``touch``), never inside an order's journal write.
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -339,29 +355,22 @@ class Journal:
         return journal
 
     def _migrate(self, now: datetime) -> None:
+        """Bring the schema to SCHEMA_VERSION. An up-to-date journal is only read (no write lock: a journal another
+        process holds locked still opens). Each pending migration is applied in its own ``BEGIN IMMEDIATE``
+        transaction that re-reads the version under the write lock, so two processes opening a brand-new journal at
+        the same moment apply each migration once (the second finds it done)."""
         with self._lock:
-            has_meta = self._conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
-            current = 0
-            min_reader = 0
-            if has_meta:
-                meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
-                current = int(meta.get("schema_version", 0))
-                min_reader = int(meta.get("min_reader_version", 0))
-                stored_mode = meta.get("mode")
-                if stored_mode and stored_mode != self.mode.value:
-                    raise JournalError(
-                        f"journal {self.path}: holds {stored_mode} history, refusing to use it for {self.mode.value}"
-                    )
-            if min_reader > SCHEMA_VERSION:
-                raise JournalError(
-                    f"journal {self.path}: schema v{current} needs a release that reads v{min_reader} or newer; "
-                    f"this release reads up to v{SCHEMA_VERSION} (restore a backup or deploy a newer release)"
-                )
-            for version in sorted(v for v in MIGRATIONS if v > current):
-                reader, statements = MIGRATIONS[version]
+            current, min_reader = self._schema_version()
+            if not any(v > current for v in MIGRATIONS):
+                return
+            while True:
                 with self._tx() as cur:
+                    current, min_reader = self._schema_version()  # another process may have migrated meanwhile
+                    pending = sorted(v for v in MIGRATIONS if v > current)
+                    if not pending:
+                        return
+                    version = pending[0]
+                    reader, statements = MIGRATIONS[version]
                     for statement in statements:
                         cur.execute(statement)
                     cur.execute(
@@ -374,7 +383,27 @@ class Journal:
                             "INSERT OR REPLACE INTO meta(key, value) VALUES ('mode', ?), ('created_at', ?)",
                             (self.mode.value, _ts(now)),
                         )
-                min_reader = max(reader, min_reader)
+
+    def _schema_version(self) -> tuple[int, int]:
+        """(schema_version, min_reader_version) of this file; refuses another mode's journal or one too new."""
+        has_meta = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        current = 0
+        min_reader = 0
+        if has_meta:
+            meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+            current = int(meta.get("schema_version", 0))
+            min_reader = int(meta.get("min_reader_version", 0))
+            stored_mode = meta.get("mode")
+            if stored_mode and stored_mode != self.mode.value:
+                raise JournalError(
+                    f"journal {self.path}: holds {stored_mode} history, refusing to use it for {self.mode.value}"
+                )
+        if min_reader > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {self.path}: schema v{current} needs a release that reads v{min_reader} or newer; "
+                f"this release reads up to v{SCHEMA_VERSION} (restore a backup or deploy a newer release)"
+            )
+        return current, min_reader
 
     def _tx(self) -> AbstractContextManager[sqlite3.Cursor]:
         return transaction(self._conn, self._lock)

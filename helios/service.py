@@ -23,7 +23,7 @@ from typing import Any
 
 import uvicorn
 
-from helios import __version__, sdnotify
+from helios import __version__, sdnotify, views
 from helios.alerts import Alerter, parse_alert_urls
 from helios.api import create_app
 from helios.config import Settings
@@ -84,7 +84,7 @@ class Runtime:
     def health(self) -> tuple[bool, dict[str, Any]]:
         engine = self.engine
         now = engine.clock()
-        age = engine.heartbeat_age(now)
+        age = views.heartbeat_age(engine, now)
         reasons = []
         if age is None:
             reasons.append("engine has not completed a tick yet")
@@ -126,9 +126,9 @@ class Runtime:
             "pairs": list(self.settings.pairs),
             "prices": {p: {"bid": str(t.bid), "ask": str(t.ask), "at": t.timestamp.isoformat()}
                        for p, t in list(engine.tickers.items())},
-            "positions": engine.positions_json(),
+            "positions": views.positions_json(engine),
             "open_orders": len(engine.active),
-            "pnl": engine.pnl_json(),
+            "pnl": views.pnl_json(engine),
             "limits": {
                 "max_position_size_zar": str(self.settings.max_position_size_zar),
                 "max_portfolio_risk_pct": str(self.settings.max_portfolio_risk_pct),
@@ -291,6 +291,7 @@ def run_service(settings: Settings, *, market: MarketData | None = None) -> int:
     try:
         runtime.engine.start_up()
         account_stream = start_account_stream(runtime)
+        runtime.engine.account_stream = account_stream  # REST order/trade polling slows while it is healthy
         runtime.engine_thread = threading.Thread(target=runtime.engine_loop, name="helios-engine", daemon=True)
         runtime.engine_thread.start()
         api.start()

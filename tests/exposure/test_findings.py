@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from helios import views
 from helios.cli import main as helios_cli
 from helios.engine import ResumeRefused
 from helios.exchange.errors import ExchangeError, OutcomeUnknown
@@ -137,7 +138,7 @@ def test_finding7_a_remainder_below_the_minimum_is_dust_reported_once_and_never_
     assert len(rig.journal.events("dust")) == 1
     dust_alerts = [line for line in rig.alerts() if "dust" in line]
     assert len(dust_alerts) == 1 and "critical" in dust_alerts[0]
-    assert rig.engine.positions_json()[0]["dust"] is True
+    assert views.positions_json(rig.engine)[0]["dust"] is True
 
 
 def test_finding7_a_failing_exit_backs_off_and_alerts_once(make_rig: MakeRig) -> None:

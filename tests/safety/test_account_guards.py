@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from helios.engine import ACCOUNT_GUARD_INTERVAL
 from helios.models import TradingState
+from helios.sync import ACCOUNT_GUARD_INTERVAL
 
 from .conftest import D, SafetyRig
 

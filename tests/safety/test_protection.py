@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from helios import views
 from helios.models import OrderStatus, TradingState
 from helios.protection import PROTECTIVE_PREFIX
 
@@ -36,7 +37,7 @@ def test_a_filled_entry_gets_its_stop_loss_held_on_the_exchange_for_the_whole_po
     assert stop.stop_price == D(950_000) and stop.quantity == held  # type: ignore[attr-defined]
     rig.engine.step()
     assert len(_protective(rig)) == 1, "kept, not re-placed every tick"
-    [shown] = rig.engine.positions_json()
+    [shown] = views.positions_json(rig.engine)
     assert shown["protected_on_exchange"] is True and shown["exit_pending"] is False
 
 

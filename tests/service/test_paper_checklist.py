@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from helios import views
 from helios.models import OrderStatus, Side, Signal, TradingState
 
 from .conftest import RigFactory
@@ -52,7 +53,7 @@ def test_1_order_execution_flow_buy_signal_to_position_and_pnl(make_rig: RigFact
     fee = D("0.50")  # 0.1% maker fee on R495, to the cent
     assert position.entry_fees_zar == fee
     assert rig.engine.unrealised_zar() == (D(995_000) - D(990_000)) * D("0.0005") - fee
-    pnl = rig.engine.pnl_json()
+    pnl = views.pnl_json(rig.engine)
     assert D(pnl["unrealised_zar"]) == D("2.00")
     assert D(pnl["today_realised_zar"]) == 0
 
@@ -75,7 +76,7 @@ def test_2_stop_loss_closes_position_and_records_pnl(make_rig: RigFactory) -> No
     assert trade["exit_reason"] == "stop_loss"
     # (960,000 - 990,000) x 0.0005 = -15; fees: 0.50 entry (maker) + 0.48 exit (taker)
     assert D(trade["realised_pnl_zar"]) == D("-15.98")
-    assert D(rig.engine.pnl_json()["today_realised_zar"]) == D("-15.98")
+    assert D(views.pnl_json(rig.engine)["today_realised_zar"]) == D("-15.98")
 
 
 # --- Test 3: take-profit ------------------------------------------------------------------------------------
