@@ -238,10 +238,14 @@ class _Stream:
         backoff_max: float = 30.0,
         open_timeout: float = 10.0,
         name: str = "valr-ws",
+        pong_timeout: float | None = None,
     ) -> None:
         self._url = url
         self._on_reconnect = on_reconnect
         self._ping_interval = ping_interval
+        # silence after a PING for this long means a dead link (never shorter than 5 s unless asked: a slow PONG
+        # on a busy host is not a dead link)
+        self._pong_timeout = pong_timeout if pong_timeout is not None else max(ping_interval, 5.0)
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._open_timeout = open_timeout
@@ -344,17 +348,27 @@ class _Stream:
             self._stop.wait(delay)
 
     def _read(self, ws: ClientConnection) -> None:
+        """Read until stopped. A PING goes out every ``ping_interval``; VALR answers it with PONG, so a connection
+        that has said nothing for ``pong_timeout`` after a PING is dead though the socket looks open: it is closed
+        (``connected`` clears, REST polls every tick again) and the loop reconnects."""
         last_ping = time.monotonic()
+        unanswered_since: float | None = None  # when the first PING since the last message went out
         while not self._stop.is_set():
             wait = max(0.0, last_ping + self._ping_interval - time.monotonic())
             try:
                 raw = ws.recv(timeout=min(wait, 0.5))
             except TimeoutError:
-                if time.monotonic() - last_ping >= self._ping_interval:
+                now = time.monotonic()
+                if unanswered_since is not None and now - unanswered_since >= self._pong_timeout:
+                    raise TimeoutError(f"no answer to PING for {now - unanswered_since:.1f}s") from None
+                if now - last_ping >= self._ping_interval:
                     ws.send(json.dumps({"type": "PING"}))
                     self.pings_sent += 1
                     last_ping = time.monotonic()
+                    if unanswered_since is None:
+                        unanswered_since = last_ping
                 continue
+            unanswered_since = None
             self._handle(raw)
 
 
@@ -377,6 +391,7 @@ class AccountStream(_Stream):
         ping_interval: float = 30.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        pong_timeout: float | None = None,
     ) -> None:
         super().__init__(
             ws_url(base_url, ACCOUNT_PATH),
@@ -385,6 +400,7 @@ class AccountStream(_Stream):
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             name="valr-account-ws",
+            pong_timeout=pong_timeout,
         )
         self._api_key = api_key
         self._secret = api_secret
@@ -421,6 +437,7 @@ class TradeStream(_Stream):
         ping_interval: float = 30.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        pong_timeout: float | None = None,
     ) -> None:
         super().__init__(
             ws_url(base_url, TRADE_PATH),
@@ -429,6 +446,7 @@ class TradeStream(_Stream):
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             name="valr-trade-ws",
+            pong_timeout=pong_timeout,
         )
         self._pairs = [p.upper() for p in pairs]
         self._on_ticker = on_ticker

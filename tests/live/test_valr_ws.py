@@ -141,3 +141,38 @@ def test_trade_stream_market_summaries(double: ExchangeDouble) -> None:
         assert tickers.get(timeout=10).last == Decimal("1234000")
     finally:
         stream.stop()
+
+
+def test_a_silent_link_that_never_answers_ping_is_closed_and_reconnected() -> None:
+    """A half-open connection (the socket looks open, nothing comes back, not even PONG) must not count as a healthy
+    stream: REST would then poll only every safety interval while no event can arrive. The stream closes it after
+    ``pong_timeout`` of silence following a PING and reconnects; on 059c31f it stayed "connected" for ever."""
+    from websockets.sync.server import ServerConnection, serve
+
+    accepted: queue.Queue[int] = queue.Queue()
+    release = threading.Event()
+
+    def silent(connection: ServerConnection) -> None:
+        accepted.put(1)
+        for _ in connection:  # read PINGs and SUBSCRIBEs, answer nothing
+            if release.is_set():
+                break
+
+    with serve(silent, "127.0.0.1", 0) as server:
+        port = server.socket.getsockname()[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        stream = AccountStream(f"http://127.0.0.1:{port}", "k", "s", on_event=lambda e: None,
+                               ping_interval=0.05, pong_timeout=0.3, backoff_base=0.01, backoff_max=0.05)
+        stream.start()
+        try:
+            accepted.get(timeout=10)
+            _until(lambda: stream.pings_sent >= 1)
+            _until(lambda: not stream.connected)  # declared dead
+            accepted.get(timeout=10)  # and back on a fresh connection
+            assert stream.connections >= 2
+            assert stream.last_error is not None and "no answer to PING" in stream.last_error
+        finally:
+            release.set()
+            stream.stop()
+            server.shutdown()
