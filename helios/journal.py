@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
@@ -298,21 +297,6 @@ def _position_from_row(row: sqlite3.Row) -> Position:
     )
 
 
-def _connect_when_free(path: Path) -> sqlite3.Connection:
-    """``connect``, retried for up to the busy timeout while another process switches the same brand-new file to
-    WAL: SQLite answers that race "database is locked" at once instead of waiting out the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
-    while True:
-        try:
-            return connect(path)
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
 def read_schema_info(path: Path) -> dict[str, int]:
     """Schema version and min reader version of an existing journal file, read-only."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -344,7 +328,7 @@ class Journal:
         path = journal_path(state_dir, mode)
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            conn = _connect_when_free(path)
+            conn = connect(path)
             conn.execute("PRAGMA foreign_keys=ON")
             # Checkpoints run from the engine's heartbeat (``touch``), never inside an order's journal write.
             conn.execute("PRAGMA wal_autocheckpoint=0")
