@@ -699,6 +699,18 @@ def engines_alive() -> list[int]:
     return [int(p) for p in out if p.isdigit()]
 
 
+def refuse_planted_state_lock() -> None:
+    """Before a helios command that opens the service's lock (``resume --direct``): that name belongs to the service
+    user, and anything there but a regular file is a plant (a FIFO would block the command until its timeout)."""
+    path = L.state_dir / "helios.lock"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise Failure(f"{path} is not a regular file (a FIFO or link was planted there); refused, nothing changed")
+
+
 def state_lock_held() -> bool:
     path = L.state_dir / "helios.lock"
     try:
@@ -1063,9 +1075,12 @@ def _make_backup(keep: int) -> dict[str, Any]:
     try:
         names = sorted(n for n in os.listdir(L.state_dir) if JOURNAL_NAME_RE.fullmatch(n))
         for name in names:  # read by the service user; root only writes the bytes into its own directory
-            image = helper_as_service(["service-dump", name], None)
-            write_exclusive(partial / name, image, 0o600)
-            report = helper_as_service(["service-inspect"], image)
+            try:
+                image = helper_as_service(["service-dump", name], None)
+                write_exclusive(partial / name, image, 0o600)
+                report = helper_as_service(["service-inspect"], image)
+            except Failure as exc:
+                raise Failure(f"{L.state_dir / name}: {exc}") from None
             rows[name] = json.loads(report)["rows"]
         if L.env_file.exists():
             write_exclusive(partial / "helios.env", read_bytes_safe(L.env_file, 1 << 20), 0o600)
@@ -1520,6 +1535,7 @@ def flow_resume(flow: Flow, args: argparse.Namespace) -> Outcome:
         path = "api"
         if result.returncode != 0 and unit_prop("ActiveState") != "active":
             path = "direct"
+            refuse_planted_state_lock()
             result = service_cli(["resume", "--direct", "--json", f"--reason={reason}", f"--actor={who}"],
                                  timeout=30)
     if result.returncode != 0:
