@@ -7,7 +7,9 @@ After every test, three root-owned victims (``/etc/shadow``, ``/etc/helios-victi
 names the refusal when there is one. The plants are made as ``helios`` (root logs in, then ``runuser -u helios``),
 except a hard link to a victim (``fs.protected_hardlinks=1`` stops ``helios`` making one; root plants it to stand
 for a kernel without that protection) and a backup's ``SHA256SUMS`` (``/var/backups/helios`` is root's 0700:
-it stands for a tampered backup copied back onto the host).
+it stands for a tampered backup copied back onto the host). ``invoke deploy`` is not run here: its upload still goes
+through Ansible ``become`` (an admin account) and is being reworked; its host steps (backup, stop, switch, start) are
+the ones the rollback and backup tests drive.
 """
 
 from __future__ import annotations
@@ -232,9 +234,11 @@ def test_emergency_stop_direct_with_fifos_in_place_of_the_lock_and_the_journal(h
     hostile.ssh("systemctl stop helios")  # the API does not answer: the stop goes --direct
     plant(hostile, f"rm -f helios.lock && mkfifo helios.lock && mv {JOURNAL} {JOURNAL}.real && mkfifo {JOURNAL}")
     res = hostile.invoke("emergency-stop", "--reason", "hostile direct stop", timeout=180)
-    assert res.seconds < 120, res.seconds
-    assert "via direct" in res.out or "EMERGENCY STOP FAILED" in res.out or "FAILED on both paths" in res.out, res.out
+    assert res.rc == 0, res.out  # straight to the exchange: the cancels never wait on the lock or the journal
+    assert "HALTED via direct; unit stopped" in res.out and "confirmed by re-query" in res.out, res.out
+    assert res.seconds < 60, res.seconds
     assert hostile.ssh("systemctl is-active helios || true").strip() != "active"
+    assert hostile.ssh(f"stat -c %F {STATE}/helios.lock {STATE}/{JOURNAL}").split("\n")[:2] == ["fifo", "fifo"]
 
 
 def test_mode_switch_with_links_planted(hostile: SecHost) -> None:
