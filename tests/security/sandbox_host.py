@@ -59,13 +59,23 @@ class SecHost:
         self.outputs.append(out)
         return Run(proc.returncode, out, time.monotonic() - started)
 
-    def playbook(self, playbook: str, *extra: str, timeout: float = 600) -> Run:
+    def playbook(self, playbook: str, *extra: str, timeout: float = 600,
+                 inventories: tuple[Path, ...] = (ROOT_INVENTORY,)) -> Run:
         started = time.monotonic()
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg")}
-        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(ROOT_INVENTORY),
-                               str(REPO / "ansible" / playbook), *extra], cwd=REPO, capture_output=True, text=True,
-                              timeout=timeout, check=False, env=env)
+        sources = [arg for inv in inventories for arg in ("-i", str(inv))]
+        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), *sources, str(REPO / "ansible" / playbook),
+                               *extra], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env)
         return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
+
+    def provision(self, *extra: str, inventories: tuple[Path, ...] = (ROOT_INVENTORY,)) -> Run:
+        """ansible/provision.yml with the deploy user's key (the sandbox key) passed as data (-e @file)."""
+        pub = Path(f"{self.key}.pub").read_text().strip()
+        with tempfile.TemporaryDirectory(prefix="helios-sec-") as tmp:
+            keys = Path(tmp) / "deploy-key.json"
+            keys.write_text(json.dumps({"helios_deploy_authorized_keys": [pub]}))
+            return self.playbook("provision.yml", "-e", f"@{keys}", *extra, inventories=inventories)
 
     # -- host side ------------------------------------------------------------------------------------------------
     def ssh_argv(self, command: str, user: str = "root") -> list[str]:
@@ -133,12 +143,8 @@ def security_host() -> Iterator[SecHost]:
     box = security_sandbox()
     try:
         spec = box.up(1)[0]
-        pub = Path(f"{box.key_file}.pub").read_text().strip()
         host = SecHost(key=box.key_file, ssh_port=spec.ssh_port, api_port=spec.api_port)
-        with tempfile.TemporaryDirectory(prefix="helios-sec-") as tmp:
-            extra = Path(tmp) / "deploy-key.json"  # -e @file: the key as data
-            extra.write_text(json.dumps({"helios_deploy_authorized_keys": [pub]}))
-            prov = host.playbook("provision.yml", "-e", f"@{extra}")
+        prov = host.provision()
         assert prov.rc == 0, prov.out[-4000:]
         write_deploy_inventory()
         host.wait_healthy()

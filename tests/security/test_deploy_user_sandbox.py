@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from tests.security.sandbox_host import DEPLOY_USER, HELPER, SecHost
+from tests.security.sandbox_host import DEPLOY_INVENTORY, DEPLOY_USER, HELPER, ROOT_INVENTORY, SecHost
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -92,3 +92,16 @@ def test_day_to_day_operator_commands_work_as_the_deploy_user(sec_host: SecHost)
     assert forward.rc == 0, forward.out
     assert sec_host.current() == current
     sec_host.wait_healthy()
+
+
+def test_provisioning_needs_the_admin_account_and_connects_as_helios_admin_user(sec_host: SecHost) -> None:
+    """With the deploy user as the inventory's ansible_user, provisioning (Ansible become) is refused; with
+    helios_admin_user set it connects as that account and finds nothing to change."""
+    as_deploy = (ROOT_INVENTORY, DEPLOY_INVENTORY)  # group_vars of the first, ansible_user=deploy from the second
+    refused = sec_host.provision(inventories=as_deploy)
+    assert refused.rc != 0 and "Missing sudo password" in refused.out, refused.out[-3000:]
+    admin = sec_host.provision("-e", "helios_admin_user=root", inventories=as_deploy)
+    assert admin.rc == 0, admin.out[-3000:]
+    assert re.search(r"sec1\s*:\s*ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", admin.out), admin.out[-3000:]
+    assert sec_host.run("visudo -c").rc == 0
+    assert sec_host.run(f"sudo -n {HELPER} status", user=DEPLOY_USER).rc == 0
