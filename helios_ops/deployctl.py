@@ -263,8 +263,10 @@ def env_backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
 
 
 def backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
+    """All but the newest ``keep`` backups -- never the newest one (``--keep 0`` from the deploy user's sudo would
+    otherwise delete every backup, the one just verified included)."""
     snaps = sorted(n for n in names if is_backup_id(n))
-    return snaps[: max(0, len(snaps) - keep)]
+    return snaps[: max(0, len(snaps) - max(keep, 1))]
 
 
 def lock_message(owner: Mapping[str, Any], alive: bool, now_epoch: float) -> str:

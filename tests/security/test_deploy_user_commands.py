@@ -57,3 +57,9 @@ def test_the_new_helper_commands_refuse_bad_arguments(argv: list[str], capsys: p
         ctl.build_parser().parse_args(argv)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("keep", [0, -3])
+def test_backup_retention_never_deletes_the_newest_backup(keep: int) -> None:
+    names = ["20260101T000000Z", "20260102T000000Z", "20260103T000000Z"]
+    assert ctl.backups_to_remove(names, keep) == names[:2]
