@@ -195,26 +195,24 @@ def lock_break_command(who: str, why: str, sudo: bool = False) -> str:
 
 
 def audit_command(sudo: bool = False) -> str:
-    """``helios audit`` on the host with its env file (read-only)."""
-    cmd = shlex.join([CURRENT_HELIOS, "audit"])
-    return f"sudo -n {cmd}" if sudo else cmd
+    """``helios audit`` on the host, through the helper (which runs it as the service user with the env file)."""
+    return helper_command("audit", sudo=sudo)
 
 
 REPORT_WINDOWS = ("day", "week", "month")
 
 
 def report_command(window: str = "week", compare: bool = False, sudo: bool = False) -> str:
-    """``helios report`` on the host (read-only; the CLI drops to the service user before it opens the journal).
+    """``helios report`` on the host, through the helper (read-only; run as the service user).
     Exit 1 from it means a success-metric threshold failed or a red flag fired."""
     if window not in REPORT_WINDOWS:
         raise OpsError(f"--window: one of {', '.join(REPORT_WINDOWS)}, not {window!r}; nothing was done")
-    argv = [CURRENT_HELIOS, "report", f"--window={window}", *(["--compare"] if compare else [])]
-    cmd = shlex.join(argv)
-    return f"sudo -n {cmd}" if sudo else cmd
+    return helper_command("report", f"--window={window}", *(["--compare"] if compare else []), sudo=sudo)
 
 
-def ramp_command(to_zar: str, reason: str, sudo: bool = False) -> str:
-    """``helios ramp`` on the host: the next capital stage, refused by Helios unless every condition holds."""
+def ramp_command(to_zar: str, reason: str, sudo: bool = False, who: str | None = None) -> str:
+    """``helios ramp`` on the host, through the helper: the next capital stage, refused by Helios unless every
+    condition holds."""
     try:
         amount = Decimal(to_zar)
     except ArithmeticError:
@@ -223,17 +221,15 @@ def ramp_command(to_zar: str, reason: str, sudo: bool = False) -> str:
         raise OpsError(f"--to: must be a positive ZAR amount, not {to_zar!r}; nothing was done")
     if not reason.strip():
         raise OpsError("--reason: a ramp needs a reason; nothing was done")
-    argv = [CURRENT_HELIOS, "ramp", f"--to={amount}", f"--reason={operator_text(reason, '--reason')}"]
-    cmd = shlex.join(argv)
-    return f"sudo -n {cmd}" if sudo else cmd
+    return helper_command("ramp", f"--to={amount:f}", f"--reason={operator_text(reason, '--reason')}",
+                          f"--who={operator_text(who or actor(), 'who')}", sudo=sudo)
 
 
 def logs_command(lines: int = 100, follow: bool = False, sudo: bool = False) -> str:
-    argv = ["journalctl", "-u", "helios.service", "-n", str(lines), "--no-pager", "-o", "short-iso"]
-    if follow:
-        argv.append("-f")
-    cmd = shlex.join(argv)
-    return f"sudo -n {cmd}" if sudo else cmd
+    """The service's journald log, through the helper (journalctl of the helios unit only)."""
+    if not 1 <= lines <= 100_000:
+        raise OpsError(f"--lines: from 1 to 100000, not {lines}; nothing was done")
+    return helper_command("logs", f"--lines={lines}", *(["--follow"] if follow else []), sudo=sudo)
 
 
 def tunnel_hint(host: Host, local_port: int = 8100) -> str:

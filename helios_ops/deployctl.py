@@ -263,8 +263,10 @@ def env_backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
 
 
 def backups_to_remove(names: Sequence[str], keep: int) -> list[str]:
+    """All but the newest ``keep`` backups -- never the newest one (``--keep 0`` from the deploy user's sudo would
+    otherwise delete every backup, the one just verified included)."""
     snaps = sorted(n for n in names if is_backup_id(n))
-    return snaps[: max(0, len(snaps) - keep)]
+    return snaps[: max(0, len(snaps) - max(keep, 1))]
 
 
 def lock_message(owner: Mapping[str, Any], alive: bool, now_epoch: float) -> str:
@@ -699,6 +701,18 @@ def engines_alive() -> list[int]:
     return [int(p) for p in out if p.isdigit()]
 
 
+def refuse_planted_state_lock() -> None:
+    """Before a helios command that opens the service's lock (``resume --direct``): that name belongs to the service
+    user, and anything there but a regular file is a plant (a FIFO would block the command until its timeout)."""
+    path = L.state_dir / "helios.lock"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise Failure(f"{path} is not a regular file (a FIFO or link was planted there); refused, nothing changed")
+
+
 def state_lock_held() -> bool:
     path = L.state_dir / "helios.lock"
     try:
@@ -1063,9 +1077,12 @@ def _make_backup(keep: int) -> dict[str, Any]:
     try:
         names = sorted(n for n in os.listdir(L.state_dir) if JOURNAL_NAME_RE.fullmatch(n))
         for name in names:  # read by the service user; root only writes the bytes into its own directory
-            image = helper_as_service(["service-dump", name], None)
-            write_exclusive(partial / name, image, 0o600)
-            report = helper_as_service(["service-inspect"], image)
+            try:
+                image = helper_as_service(["service-dump", name], None)
+                write_exclusive(partial / name, image, 0o600)
+                report = helper_as_service(["service-inspect"], image)
+            except Failure as exc:
+                raise Failure(f"{L.state_dir / name}: {exc}") from None
             rows[name] = json.loads(report)["rows"]
         if L.env_file.exists():
             write_exclusive(partial / "helios.env", read_bytes_safe(L.env_file, 1 << 20), 0o600)
@@ -1520,6 +1537,7 @@ def flow_resume(flow: Flow, args: argparse.Namespace) -> Outcome:
         path = "api"
         if result.returncode != 0 and unit_prop("ActiveState") != "active":
             path = "direct"
+            refuse_planted_state_lock()
             result = service_cli(["resume", "--direct", "--json", f"--reason={reason}", f"--actor={who}"],
                                  timeout=30)
     if result.returncode != 0:
@@ -1929,6 +1947,58 @@ def status() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Operator commands that need root (sudoers lets the deploy user run this helper and nothing else)
+# ----------------------------------------------------------------------------------------------------------------
+ZAR_AMOUNT_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,8})?")
+REPORT_WINDOWS = ("day", "week", "month")
+MAX_LOG_LINES = 100_000
+JOURNALCTL = "/usr/bin/journalctl"
+
+
+def zar_amount(value: str) -> str:
+    """argparse type of ``ramp --to``: a plain positive decimal (digits, at most one point), nothing else."""
+    if ZAR_AMOUNT_RE.fullmatch(value) is None or not any(c in "123456789" for c in value):
+        raise argparse.ArgumentTypeError("a positive ZAR amount like 5000 or 2500.50")
+    return value
+
+
+def reason_text(value: str) -> str:
+    if not operator_text(value).strip():
+        raise argparse.ArgumentTypeError("a reason is required")
+    return value
+
+
+def log_lines(value: str) -> int:
+    if re.fullmatch(r"[0-9]{1,6}", value) is None or not 1 <= int(value) <= MAX_LOG_LINES:
+        raise argparse.ArgumentTypeError(f"a number of lines from 1 to {MAX_LOG_LINES}")
+    return int(value)
+
+
+def operator_cli_argv(args: argparse.Namespace) -> list[str]:
+    """The ``helios`` arguments of ``audit`` / ``report`` / ``ramp`` (each value one argument, ``--name=VALUE``)."""
+    if args.cmd == "report":
+        return ["report", f"--window={args.window}", *(["--compare"] if args.compare else [])]
+    if args.cmd == "ramp":
+        return ["ramp", f"--to={args.to}", f"--reason={args.reason}", f"--actor={args.who}"]
+    return ["audit"]
+
+
+def operator_command(args: argparse.Namespace) -> int:
+    """``audit`` / ``report`` / ``ramp``: the current release's ``helios`` CLI run as the service user with the
+    host's configuration (root only reads the env file); its output and exit code are the answer. ``logs``:
+    journalctl of the service's unit only."""
+    if args.cmd == "logs":
+        argv = [JOURNALCTL, "-u", L.unit, "-n", str(args.lines), "--no-pager", "-o", "short-iso",
+                *(["-f"] if args.follow else [])]
+        sys.stdout.flush()
+        os.execv(JOURNALCTL, argv)  # noqa: S606 -- a fixed program, validated arguments
+    result = service_cli(operator_cli_argv(args), timeout=180)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.returncode
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -1963,6 +2033,17 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--who", default=who)
     vb = sub.add_parser("verify-backup")
     vb.add_argument("backup")
+    sub.add_parser("audit", help="helios audit (as the service user, with the host's configuration)")
+    rp = sub.add_parser("report", help="helios report (as the service user)")
+    rp.add_argument("--window", choices=REPORT_WINDOWS, default="week")
+    rp.add_argument("--compare", action="store_true")
+    rm = sub.add_parser("ramp", help="helios ramp (as the service user)")
+    rm.add_argument("--to", type=zar_amount, required=True)
+    rm.add_argument("--reason", type=reason_text, required=True)
+    rm.add_argument("--who", type=operator_text, default=who)
+    lg = sub.add_parser("logs", help=f"journalctl of {L.unit}")
+    lg.add_argument("--lines", type=log_lines, default=100)
+    lg.add_argument("--follow", action="store_true")
     return p
 
 
@@ -2008,6 +2089,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if flow_id is None:
                 raise Failure("no flow has run on this host", EXIT_REFUSED)
             return follow(flow_id)
+        if args.cmd in ("audit", "report", "ramp", "logs"):
+            return operator_command(args)
         code, data = query(args)
     except Failure as exc:
         if args.cmd == "boot-check":  # never keep the service from starting

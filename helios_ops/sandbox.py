@@ -112,8 +112,10 @@ SANDBOX_GROUP = GroupSpec()
 MOLECULE_GROUP = GroupSpec(group="molecule", prefix="molecule", ssh_base=2320, api_base=8200)
 DEPLOYTEST_GROUP = GroupSpec(group="deploytest", prefix="deploy", ssh_base=2420, api_base=8300)
 PYTEST_GROUP = GroupSpec(group="pytest", prefix="pytest", ssh_base=2520, api_base=8400)
+SECURITY_GROUP = GroupSpec(group="security", prefix="sec", ssh_base=2620, api_base=8500)
 #: Every group and its port range, so concurrent test suites never collide on the shared loopback.
-GROUPS: dict[str, GroupSpec] = {g.group: g for g in (SANDBOX_GROUP, MOLECULE_GROUP, DEPLOYTEST_GROUP, PYTEST_GROUP)}
+GROUPS: dict[str, GroupSpec] = {g.group: g for g in (SANDBOX_GROUP, MOLECULE_GROUP, DEPLOYTEST_GROUP, PYTEST_GROUP,
+                                                   SECURITY_GROUP)}
 
 
 @dataclass(frozen=True)

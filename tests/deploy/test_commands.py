@@ -120,7 +120,7 @@ def test_ssh_commands_are_quoted_and_sudo_aware() -> None:
     )
     assert cmd.status_command(sudo=True).startswith("sudo -n /usr/local/lib/helios/helios-deployctl status")
     assert cmd.follow_command("x").endswith("follow x") and cmd.follow_command(None).endswith("follow")
-    assert cmd.logs_command(50, follow=True).endswith("-n 50 --no-pager -o short-iso -f")
+    assert cmd.logs_command(50, follow=True).endswith("helios-deployctl logs --lines=50 --follow")
     with pytest.raises(inv.OpsError):
         cmd.resume_args("  ")
     with pytest.raises(inv.OpsError):

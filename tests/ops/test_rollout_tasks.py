@@ -11,9 +11,9 @@ from helios_ops.inventory import OpsError
 
 
 def test_report_runs_the_service_cli_with_the_window() -> None:
-    assert shlex.split(cmd.report_command("day")) == [cmd.CURRENT_HELIOS, "report", "--window=day"]
+    assert shlex.split(cmd.report_command("day")) == [cmd.HELPER, "report", "--window=day"]
     assert shlex.split(cmd.report_command("week", compare=True, sudo=True)) == [
-        "sudo", "-n", cmd.CURRENT_HELIOS, "report", "--window=week", "--compare"]
+        "sudo", "-n", cmd.HELPER, "report", "--window=week", "--compare"]
 
 
 def test_report_refuses_an_unknown_window() -> None:
@@ -23,8 +23,8 @@ def test_report_refuses_an_unknown_window() -> None:
 
 def test_ramp_passes_amount_and_reason_as_single_values() -> None:
     reason = "-x {{ lookup('pipe', 'id') }} week 1 reviewed; 'quoted'"
-    argv = shlex.split(cmd.ramp_command("5000", reason))
-    assert argv == [cmd.CURRENT_HELIOS, "ramp", "--to=5000", f"--reason={reason}"]  # literal, one argument
+    argv = shlex.split(cmd.ramp_command("5000", reason, who="op@laptop"))
+    assert argv == [cmd.HELPER, "ramp", "--to=5000", f"--reason={reason}", "--who=op@laptop"]  # literal, one argument
 
 
 @pytest.mark.parametrize(("to", "reason", "message"), [
