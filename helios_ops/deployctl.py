@@ -1860,7 +1860,8 @@ def start(name: str, argv: Sequence[str], who: str, why: str, detach: bool, flow
         return follow(flow_id)
     flow_id = flow_id or new_flow_id(now_utc(), secrets.token_hex(4))
     record: dict[str, Any] = {"flow_id": flow_id, "flow": name, "argv": list(argv), "who": who, "why": why,
-                              "state": "starting", "started_at": iso(), "steps": [], "detail": {}}
+                              "state": "starting", "started_at": iso(), "started_epoch": time.time(), "steps": [],
+                              "detail": {}}
     write_json_atomic(flow_path(flow_id), record)
     if FLOWS[name].forked:
         pid = fork_detached(flow_id)
