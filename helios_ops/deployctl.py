@@ -1819,7 +1819,7 @@ def flow_process_alive(record: Mapping[str, Any], starter: Mapping[str, Any] | N
 HOST_NOW_FRESH_SECONDS = 2.0
 
 
-def follow(flow_id: str, quiet: bool = False, starter: Mapping[str, Any] | None = None) -> int:
+def follow(flow_id: str, starter: Mapping[str, Any] | None = None) -> int:
     """Print the flow's steps as they happen and its outcome; a flow whose process died is reported as such."""
     printed = 0
     began = time.monotonic()
@@ -1827,9 +1827,8 @@ def follow(flow_id: str, quiet: bool = False, starter: Mapping[str, Any] | None 
         record = read_flow(flow_id)
         steps = record.get("steps", [])
         for entry in steps[printed:]:
-            if not quiet:
-                say(f"step {entry['step']:<14} {'ok' if entry.get('ok') else 'FAILED'} {entry.get('seconds', 0):6.2f}s"
-                    + ("" if entry.get("ok") else f": {entry.get('error')}"))
+            say(f"step {entry['step']:<14} {'ok' if entry.get('ok') else 'FAILED'} {entry.get('seconds', 0):6.2f}s"
+                + ("" if entry.get("ok") else f": {entry.get('error')}"))
         printed = len(steps)
         if record.get("state") in FINAL_STATES:
             break
