@@ -456,9 +456,10 @@ def test_two_hosts_roll_one_at_a_time_and_stop_at_first_failure(host: Host, tmp_
     ok = host.invoke("deploy", "--source", str(good), "--soak", "1")
     assert ok.rc == 0, ok.out[-3000:]
     assert host.current() == second.current() != before[0]
-    # all of deploy1 (its flow to the end), then all of deploy2
+    # all of deploy1 (its flow to its last step), then all of deploy2
     first, second_at = ok.out.index("== deploy1 (1/2)"), ok.out.index("== deploy2 (2/2)")
-    assert first < ok.out.index("deploy1: deploy ") < second_at < ok.out.index("deploy2: deploy "), ok.out[-3000:]
+    assert first < ok.out.index("step prune") < second_at < ok.out.rindex("step prune"), ok.out[-3000:]
+    assert "deploy1: deploy " in ok.out and "deploy2: deploy " in ok.out
     stop = host.invoke("emergency-stop", "--reason", "two hosts")
     assert stop.rc == 0, stop.out
     assert "deploy1: HALTED" in stop.out and "deploy2: HALTED" in stop.out
