@@ -165,7 +165,8 @@ def main() -> int:
                 assert rb.rc == 0, rb.out[-2000:]
                 results["rollback"].append(rb.seconds)
                 print(f"deploy {r.seconds:.2f}s (window {results['window_helper'][-1]:.3f}s helper, "
-                      f"{results['window_sampled'][-1]:.2f}s sampled), rollback {rb.seconds:.2f}s", flush=True)
+                      f"{results['window_sampled'][-1]:.2f}s sampled; {(line.get('install') or {}).get('venv')}), "
+                      f"rollback {rb.seconds:.2f}s", flush=True)
                 if args.verbose:
                     print(r.out[-3000:], rb.out[-1500:], sep="\n", flush=True)
         double_admin("POST", "/balance", {"balances": {"ZAR": "900", "ETH": "0", "BTC": "0"}})
