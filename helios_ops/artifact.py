@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +152,49 @@ def platform_tags(arch: str) -> list[str]:
 
 def wheel_command(python: str, src: Path, out: Path) -> list[str]:
     return [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(src)]
+
+
+def build_env_key(requires: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(requires)).encode()).hexdigest()[:12]
+
+
+def build_env(out_root: Path, requires: Sequence[str]) -> Path:
+    """The build backend's requirements (``[build-system] requires``) installed once into a cached directory keyed
+    by them: what pip's build isolation installs on every build, kept (a wheel then builds in ~0.4 s, not ~2.6 s)."""
+    env = out_root / f"build-env-{build_env_key(requires)}"
+    if (env / ".complete").is_file():
+        return env
+    out_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="helios-build-env-", dir=out_root) as tmp:
+        staging = Path(tmp) / "env"
+        _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-script-location", "--target",
+              str(staging), *requires])
+        (staging / ".complete").write_text("\n".join(sorted(requires)) + "\n")
+        if env.exists():
+            shutil.rmtree(env)
+        staging.rename(env)
+    return env
+
+
+def build_wheel(src: Path, out: Path, out_root: Path) -> Path:
+    """The product wheel of ``src`` through its PEP 517 backend (``build``/``pyproject_hooks``), with the
+    backend's requirements from the cached :func:`build_env` (isolated from this virtualenv's own setuptools)."""
+    from pyproject_hooks import quiet_subprocess_runner
+
+    import build
+
+    requires = sorted(build.ProjectBuilder(src).build_system_requires)
+    env = build_env(out_root, requires)
+
+    def runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
+        quiet_subprocess_runner(cmd, cwd, {**(extra_environ or {}), "PYTHONPATH": str(env)})
+
+    try:
+        return Path(build.ProjectBuilder(src, runner=runner).build("wheel", out))
+    except build.BuildException as exc:
+        raise ArtifactError(f"building the wheel failed: {exc}") from None
+    except build.BuildBackendException as exc:
+        raise ArtifactError(f"the build backend failed: {exc.exception}") from None
 
 
 def file_sha256(path: Path) -> str:
@@ -282,7 +325,7 @@ def build(
             _run(["git", "-C", str(repo), "archive", "--format=tar", "-o", str(archive), tree])
             _run(["tar", "-C", str(src), "-xf", str(archive)])
             staging = Path(tmp) / "wheels"
-            _run(wheel_command(sys.executable, src, staging))
+            build_wheel(src, staging, out_root)
             wheels = sorted(staging.glob("helios-*.whl"))
             if len(wheels) != 1:
                 raise ArtifactError(f"expected one helios wheel, found {len(wheels)}")

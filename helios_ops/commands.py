@@ -22,7 +22,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from helios_ops.deployctl import host_now_line
 from helios_ops.inventory import REPO_ROOT, Host, OpsError
 
 ANSIBLE_DIR = REPO_ROOT / "ansible"
@@ -103,26 +102,6 @@ def playbook_env(result_file: Path, who: str) -> dict[str, str]:
     }
 
 
-def deploy_vars(
-    artifact: Mapping[str, Any] | None,
-    reason: str,
-    flow_id: str,
-    soak: float | None = None,
-    health_timeout: float | None = None,
-    keep: int | None = None,
-) -> dict[str, Any]:
-    values: dict[str, Any] = {"helios_reason": reason, "helios_flow_id": flow_id}
-    if artifact is not None:
-        values["helios_release_artifact"] = dict(artifact)
-    if soak is not None:
-        values["helios_release_soak"] = soak
-    if health_timeout is not None:
-        values["helios_release_health_timeout"] = health_timeout
-    if keep is not None:
-        values["helios_release_keep"] = keep
-    return values
-
-
 def new_flow_id(now: datetime, token: str) -> str:
     """The id of one flow run (also its upload directory and its host-side record): ``YYYYmmddTHHMMSSZ-<8 hex>``."""
     flow_id = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{token}"
@@ -157,6 +136,46 @@ def flow_command(flow: str, flow_id: str, who: str, why: str, args: Sequence[str
         operator_text(arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg, arg.split("=", 1)[0])
     return helper_command("start", flow, "--flow-id", flow_id, f"--who={who}", f"--why={why}", "--", *args,
                           sudo=sudo)
+
+
+def receive_command(flow_id: str, who: str, why: str, args: Sequence[str], sudo: bool = False) -> str:
+    """The deploy over one SSH stream: the helper reads the upload (tar) from stdin, then starts and follows the
+    deploy flow (``args``: its arguments)."""
+    operator_text(who, "who")
+    operator_text(why, "reason")
+    return helper_command("receive", "--flow-id", flow_id, f"--who={who}", f"--why={why}", "--", *args, sudo=sudo)
+
+
+def probe_command(sudo: bool = False) -> str:
+    """The host's Python, the installed helper's digest and the wheelhouses it has (one cheap call)."""
+    return helper_command("probe", sudo=sudo)
+
+
+def upload_members(art: Any, wheelhouse: bool, deployed_by: str) -> list[tuple[str, Path | bytes]]:
+    """What a deploy sends: the wheel, the manifest last, and the dependency wheelhouse only when the host lacks
+    it (``art``: a built ``helios_ops.artifact.Artifact``)."""
+    from helios_ops import artifact as artifact_mod
+
+    meta = {**artifact_mod.manifest(art, deployed_by), "release": art.release_id, "wheel": art.wheel,
+            "deps_hash": art.deps_hash}
+    members: list[tuple[str, Path | bytes]] = []
+    if wheelhouse:
+        members += [(f"wheelhouse/{p.name}", p) for p in sorted(Path(art.wheelhouse).glob("*.whl"))]
+    members.append((art.wheel, Path(art.wheel_path)))
+    members.append(("release.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()))
+    return members
+
+
+def deploy_flow_args(release: str, soak: float | None = None, health_timeout: float | None = None,
+                     keep: int | None = None, python: str = "/usr/bin/python3") -> list[str]:
+    args = ["--release", release, "--python", python]
+    if soak is not None:
+        args += ["--soak", str(soak)]
+    if health_timeout is not None:
+        args += ["--timeout", str(health_timeout)]
+    if keep is not None:
+        args += ["--keep", str(keep)]
+    return args
 
 
 def follow_command(flow_id: str | None, sudo: bool = False) -> str:
@@ -302,6 +321,8 @@ def render_status(host: Host, data: Mapping[str, Any]) -> str:
         f"  last flow       {last_txt if last else '-'}",
     ]
     if data.get("host_now"):
+        from helios_ops.deployctl import host_now_line
+
         lines.append(f"  {host_now_line(data['host_now'])}")
     url = service_url(host)
     lines.append(f"  url             {url}" if url else f"  url             via SSH tunnel: {tunnel_hint(host)}")

@@ -772,36 +772,50 @@ def health_problem(mode: str, code: int, body: Mapping[str, Any]) -> str:
     return ""
 
 
+GATE_POLL_SECONDS = 0.05
+
+
+def heartbeat_epoch(body: Mapping[str, Any], now: float) -> float | None:
+    """When the engine last completed a tick, on this host's clock (from /api/health's heartbeat age)."""
+    age = body.get("heartbeat_age_seconds")
+    return None if age is None else now - float(age)
+
+
 def health_gate(mode: str, soak: float, timeout: float) -> dict[str, Any]:
-    """/api/health 200 + mode, /api/mode/current = mode, heartbeat fresh; then stay so for ``soak`` seconds."""
+    """/api/health 200 + mode, /api/mode/current = mode, heartbeat fresh (the new process completed a tick and
+    wrote its journal). With ``soak`` > 0, then: still healthy after ``soak`` seconds, the engine ticked again (a
+    newer heartbeat) and the main process is the same. The endpoint is polled every 50 ms (no fixed sleep)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     first_ok: float | None = None
+    first_beat: float | None = None
     pid = ""
     while time.monotonic() < deadline:
         code, body = http_json("/api/health")
         problem = health_problem(mode, code, body)
-        if not problem:
+        if not problem and first_ok is None:
             mcode, mbody = http_json("/api/mode/current")
             if mcode != 200 or mbody.get("mode") != mode:
                 problem = f"/api/mode/current {mcode}: {mbody.get('mode')} != {mode}"
-        main_pid = unit_prop("MainPID")
-        if not problem and first_ok is not None and main_pid != pid:
-            problem = "the service restarted during the soak"
         if problem:
             last = problem
             if first_ok is not None:
                 raise Failure(f"health gate: {problem}")
             if unit_prop("ActiveState") == "failed":
                 raise Failure(f"health gate: the unit failed ({unit_prop('Result')}); last: {problem}")
-            time.sleep(0.1)
+            time.sleep(GATE_POLL_SECONDS)
             continue
+        beat = heartbeat_epoch(body, time.time())
         if first_ok is None:
-            first_ok, pid = time.monotonic(), main_pid
-        if time.monotonic() - first_ok >= soak:
+            first_ok, first_beat, pid = time.monotonic(), beat, unit_prop("MainPID")
+        if soak <= 0 or (time.monotonic() - first_ok >= soak and beat is not None and first_beat is not None
+                         and beat > first_beat + 0.05):
+            if soak > 0 and unit_prop("MainPID") != pid:
+                raise Failure("health gate: the service restarted during the soak")
             return {"mode": mode, "release": body.get("release"), "trading_state": body.get("trading_state"),
-                    "heartbeat_age_seconds": body.get("heartbeat_age_seconds"), "first_ok_monotonic": first_ok}
-        time.sleep(0.1)
+                    "heartbeat_age_seconds": body.get("heartbeat_age_seconds"), "first_ok_monotonic": first_ok,
+                    "soak_seconds": round(time.monotonic() - first_ok, 3)}
+        time.sleep(GATE_POLL_SECONDS)
     raise Failure(f"health gate: not healthy within {timeout:g}s ({last})")
 
 
@@ -1616,15 +1630,16 @@ class FlowSpec:
     event: str
     takes_lock: bool
     add_args: Callable[[argparse.ArgumentParser], None]
-    #: run in the process SSH started (SIGHUP ignored: a dropped link does not stop it) instead of a systemd unit:
-    #: for the emergency stop and resume, where a unit's start-up would cost more than the flow
-    inline: bool = False
+    #: run in a process forked from the helper and detached from SSH at once (its own session, SIGHUP ignored,
+    #: stdio on /dev/null, re-parented to init) instead of a systemd unit: the emergency stop and resume, whose
+    #: cancel must start at once (systemd-run + a new interpreter cost more than the stop itself)
+    forked: bool = False
 
 
 def _args_deploy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--release", required=True)
     p.add_argument("--python", default="/usr/bin/python3")
-    p.add_argument("--soak", type=float, default=1.0)
+    p.add_argument("--soak", type=float, default=0.0)
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--keep", type=int, default=L.keep_releases)
 
@@ -1632,7 +1647,7 @@ def _args_deploy(p: argparse.ArgumentParser) -> None:
 def _args_rollback(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", default=None)
     p.add_argument("--restore-backup", default=None)
-    p.add_argument("--soak", type=float, default=0.5)
+    p.add_argument("--soak", type=float, default=0.0)
     p.add_argument("--timeout", type=float, default=60.0)
 
 
@@ -1695,8 +1710,8 @@ FLOWS: dict[str, FlowSpec] = {
     "mode": FlowSpec(flow_mode, "mode_switch", True, _args_mode),
     "restore": FlowSpec(flow_restore, "restore", True, _args_restore),
     "backup": FlowSpec(flow_backup, "backup", True, _args_backup),
-    "estop": FlowSpec(flow_estop, "emergency_stop", False, _args_estop, inline=True),
-    "resume": FlowSpec(flow_resume, "resume", False, _args_reason(required=True), inline=True),
+    "estop": FlowSpec(flow_estop, "emergency_stop", False, _args_estop, forked=True),
+    "resume": FlowSpec(flow_resume, "resume", False, _args_reason(required=True), forked=True),
 }
 
 #: Each flow's steps, as ``--check`` prints them (the names are the pause points the tests use).
@@ -1710,7 +1725,7 @@ FLOW_STEPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("stop", "block new entries for what starts next, stop the old service (process and state lock gone)"),
         ("switch", "switch current atomically (symlink + rename)"),
         ("start", "start helios.service: the new release runs with new entries blocked"),
-        ("gate", "health gate: /api/health ok, mode, heartbeat fresh, soak"),
+        ("gate", "health gate: /api/health ok, mode, heartbeat fresh; soak: --soak seconds and one more engine tick"),
         ("promote", "promote: new entries allowed, last good = the new release"),
         ("prune", "prune releases (keep the newest good ones; BAD ones do not count)"),
         ("audit", "one audit line, the lock released, whatever happened"),
@@ -1795,7 +1810,8 @@ def run_flow(flow_id: str) -> int:
               **{k: v for k, v in flow.detail.items() if k not in ("journal_tail", "audit", "health")})
     finally:
         record.update(state=outcome.result if outcome.result in FINAL_STATES else "failed", code=outcome.code,
-                      result=outcome.result, message=outcome.message, ended_at=iso(), host_now=host_now())
+                      result=outcome.result, message=outcome.message, ended_at=iso(), host_now=host_now(),
+                      ended_epoch=time.time())
         flow.save()
         prune_flow_records()
     return outcome.code
@@ -1807,35 +1823,43 @@ def prune_flow_records() -> None:
         (L.flow_dir / f"{old}.json").unlink(missing_ok=True)
 
 
-def flow_process_alive(record: Mapping[str, Any]) -> bool:
+def flow_process_alive(record: Mapping[str, Any], starter: Mapping[str, Any] | None = None) -> bool:
+    """``starter``: the pid (and start time) of a forked flow process, known before it has written its record."""
     if record.get("state") == "starting":
+        if starter is not None:
+            return owner_alive(starter)
         unit = f"{L.flow_unit_prefix}{record.get('flow_id')}.service"
         return unit_prop("ActiveState", unit) in ("active", "activating")
     return owner_alive(record)
 
 
-def follow(flow_id: str, quiet: bool = False) -> int:
+#: a flow record's own "host now" (read by the flow as it ended) is used when it is at most this old
+HOST_NOW_FRESH_SECONDS = 2.0
+
+
+def follow(flow_id: str, starter: Mapping[str, Any] | None = None) -> int:
     """Print the flow's steps as they happen and its outcome; a flow whose process died is reported as such."""
     printed = 0
+    began = time.monotonic()
     while True:
         record = read_flow(flow_id)
         steps = record.get("steps", [])
         for entry in steps[printed:]:
-            if not quiet:
-                say(f"step {entry['step']:<14} {'ok' if entry.get('ok') else 'FAILED'} {entry.get('seconds', 0):6.2f}s"
-                    + ("" if entry.get("ok") else f": {entry.get('error')}"))
+            say(f"step {entry['step']:<14} {'ok' if entry.get('ok') else 'FAILED'} {entry.get('seconds', 0):6.2f}s"
+                + ("" if entry.get("ok") else f": {entry.get('error')}"))
         printed = len(steps)
         if record.get("state") in FINAL_STATES:
             break
-        if not flow_process_alive(record):
+        if not flow_process_alive(record, starter):
             time.sleep(0.2)  # the final write may be racing the check
             record = read_flow(flow_id)
             if record.get("state") not in FINAL_STATES:
                 record.update(state="interrupted", code=EXIT_FAILED,
                               message=f"the flow process died at step '{record.get('step')}'")
                 break
-        time.sleep(0.05)
-    now = host_now()
+        time.sleep(0.01 if time.monotonic() - began < 2 else 0.05)  # a stop's answer is read at once
+    fresh = time.time() - float(record.get("ended_epoch") or 0) <= HOST_NOW_FRESH_SECONDS
+    now = record["host_now"] if fresh and isinstance(record.get("host_now"), dict) else host_now()
     code = int(record.get("code", EXIT_FAILED))
     print(json.dumps({"ok": code == EXIT_OK, "code": code, "flow_id": flow_id, "flow": record.get("flow"),
                       "state": record.get("state"), "step": record.get("step"), "message": record.get("message"),
@@ -1853,14 +1877,12 @@ def start(name: str, argv: Sequence[str], who: str, why: str, detach: bool, flow
         return follow(flow_id)
     flow_id = flow_id or new_flow_id(now_utc(), secrets.token_hex(4))
     record: dict[str, Any] = {"flow_id": flow_id, "flow": name, "argv": list(argv), "who": who, "why": why,
-                              "state": "starting", "started_at": iso(), "steps": [], "detail": {}}
+                              "state": "starting", "started_at": iso(), "started_epoch": time.time(), "steps": [],
+                              "detail": {}}
     write_json_atomic(flow_path(flow_id), record)
-    if FLOWS[name].inline:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        code = run_flow(flow_id)
-        with contextlib.suppress(OSError):
-            return follow(flow_id, quiet=True)
-        return code
+    if FLOWS[name].forked:
+        pid = fork_detached(flow_id)
+        return follow(flow_id, starter={"pid": pid, "pid_start": process_start_time(pid)})
     unit = f"{L.flow_unit_prefix}{flow_id}"
     result = run(["systemd-run", "--unit", unit, "--collect", "--quiet", "--description",
                   f"helios {name} flow {flow_id}", "--property", "KillMode=mixed", sys.executable, str(L.helper),
@@ -1874,6 +1896,36 @@ def start(name: str, argv: Sequence[str], who: str, why: str, detach: bool, flow
         return EXIT_OK
     say(f"flow {flow_id} ({name}) runs on the host as {unit}; reattach: helios-deployctl follow {flow_id}")
     return follow(flow_id)
+
+
+def fork_detached(flow_id: str) -> int:
+    """Run the flow in a grandchild detached from this SSH session (double fork: its own session, SIGHUP ignored,
+    stdio on /dev/null, re-parented to init, so no zombie stays 'alive'); return the grandchild's pid at once."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover -- runs in the forked processes
+        code = EXIT_FAILED
+        try:
+            os.close(read_end)
+            os.setsid()
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            if os.fork() != 0:
+                os._exit(0)
+            os.write(write_end, str(os.getpid()).encode())
+            os.close(write_end)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            code = run_flow(flow_id)
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode()
+    if not text.isdigit():
+        raise Failure(f"could not start the {flow_id} flow process")
+    return int(text)
 
 
 def boot_check() -> dict[str, Any]:
@@ -1926,6 +1978,131 @@ def first_release(rid: str, upload: str, python: str, who: str) -> dict[str, Any
     switch_current(rid)
     promote(rid)
     return {"installed": True, "current": rid}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The operator's upload, over the SSH stream that then starts and follows the deploy flow
+# ----------------------------------------------------------------------------------------------------------------
+UPLOAD_WHEEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}\.whl")
+DEPS_HASH_RE = re.compile(r"[0-9a-f]{16}")
+UPLOAD_MAX_FILE = 256 << 20  # one wheel
+UPLOAD_MAX_TOTAL = 1 << 30  # the whole stream (wheel + manifest + a wheelhouse)
+UPLOAD_MAX_FILES = 1000
+
+
+def upload_target(name: str) -> tuple[str, str] | None:
+    """Where a tar member of an upload goes: ("release", file) or ("wheelhouse", file); None = refused. Only
+    ``release.json``, ``<wheel>.whl`` and ``wheelhouse/<wheel>.whl``: no directories, links, dot names or paths."""
+    if name == "release.json" or UPLOAD_WHEEL_RE.fullmatch(name):
+        return "release", name
+    head, sep, tail = name.partition("/")
+    if sep and head == "wheelhouse" and UPLOAD_WHEEL_RE.fullmatch(tail):
+        return "wheelhouse", tail
+    return None
+
+
+def copy_member(source: Any, dest: Path, size: int) -> None:
+    """A new root-owned 0644 file (O_EXCL, never through a planted name) from a tar member of ``size`` bytes."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        left = size
+        while left > 0:
+            block = source.read(min(1 << 20, left))
+            if not block:
+                raise Failure(f"upload: {dest.name} ends early")
+            left -= len(block)
+            view = memoryview(block)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fchmod(fd, 0o644)
+    finally:
+        os.close(fd)
+
+
+def receive_upload(flow_id: str, stream: Any) -> dict[str, Any]:
+    """Read a tar stream (release.json, the wheel, optionally ``wheelhouse/*.whl``) into ``incoming/<flow id>``
+    and, for a wheelhouse, ``wheelhouse/<deps_hash>`` (published complete, or not at all). Anything but regular
+    files with validated names, or more than the caps, is refused and nothing is kept."""
+    import tarfile
+
+    if not is_flow_id(flow_id):
+        raise Failure(f"not a flow id: {flow_id!r}", EXIT_REFUSED)
+    incoming = L.incoming_dir / flow_id
+    wheels_partial = L.wheelhouse_dir / f".{flow_id}.partial"
+    for path in (incoming, wheels_partial):
+        shutil.rmtree(path, ignore_errors=True)
+    L.incoming_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+    L.wheelhouse_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+    incoming.mkdir(mode=0o755)
+    total, count, wheelhouse = 0, 0, 0
+    try:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as archive:
+                for member in archive:
+                    target = upload_target(member.name)
+                    if target is None or not member.isreg():
+                        raise Failure(f"upload: {member.name!r} refused (only release.json, a wheel and "
+                                      "wheelhouse/*.whl, as regular files)", EXIT_REFUSED)
+                    count, total = count + 1, total + member.size
+                    if member.size > UPLOAD_MAX_FILE or total > UPLOAD_MAX_TOTAL or count > UPLOAD_MAX_FILES:
+                        raise Failure(f"upload: larger than allowed at {member.name!r} (refused)", EXIT_REFUSED)
+                    if target[0] == "wheelhouse":
+                        wheels_partial.mkdir(mode=0o755, exist_ok=True)
+                        wheelhouse += 1
+                    source = archive.extractfile(member)
+                    assert source is not None
+                    copy_member(source, (incoming if target[0] == "release" else wheels_partial) / target[1],
+                                member.size)
+        except tarfile.TarError as exc:
+            raise Failure(f"upload: not a complete tar stream ({exc})", EXIT_REFUSED) from None
+        meta = json.loads(read_bytes_safe(incoming / "release.json", 1 << 20))
+        deps = str(meta.get("deps_hash", "")) if isinstance(meta, dict) else ""
+        wheel = str(meta.get("wheel", "")) if isinstance(meta, dict) else ""
+        if DEPS_HASH_RE.fullmatch(deps) is None or UPLOAD_WHEEL_RE.fullmatch(wheel) is None:
+            raise Failure("upload: release.json names no valid wheel and deps_hash", EXIT_REFUSED)
+        os.close(open_regular(incoming / wheel))
+        published = L.wheelhouse_dir / deps
+        if wheelhouse and not (published / ".complete").is_file():
+            (wheels_partial / ".complete").write_text(deps + "\n")
+            shutil.rmtree(published, ignore_errors=True)
+            os.rename(wheels_partial, published)
+        if not (published / ".complete").is_file():
+            raise Failure(f"upload: the host has no wheelhouse {deps} and none was sent", EXIT_REFUSED)
+    except (Failure, OSError, ValueError) as exc:
+        shutil.rmtree(incoming, ignore_errors=True)
+        if isinstance(exc, Failure):
+            raise
+        raise Failure(f"upload failed: {exc}", EXIT_REFUSED) from None
+    finally:
+        shutil.rmtree(wheels_partial, ignore_errors=True)
+    return {"files": count, "bytes": total, "wheelhouse_files": wheelhouse, "deps_hash": deps}
+
+
+def receive(flow_id: str, argv: Sequence[str], who: str, why: str) -> int:
+    """``receive --flow-id ID -- DEPLOY ARGS``: the upload on stdin, then the deploy flow started and followed (one
+    SSH stream). A flow id that already ran is followed, never uploaded or started twice."""
+    flow_parser("deploy").parse_args(list(argv))  # bad input: one line, exit 2, nothing received
+    if flow_path(flow_id).exists():
+        say(f"flow {flow_id} exists already: following it")
+        return follow(flow_id)
+    try:
+        info = receive_upload(flow_id, sys.stdin.buffer)
+    except Failure as exc:
+        audit("deploy", "refused", who, flow_id=flow_id, reason=why, message=f"{exc}; nothing was changed")
+        raise
+    say(f"received {info['files']} file(s), {info['bytes'] / 1e6:.1f} MB"
+        + (f" (wheelhouse {info['deps_hash']} included)" if info["wheelhouse_files"] else ""))
+    return start("deploy", argv, who, why, detach=False, flow_id=flow_id)
+
+
+def probe() -> dict[str, Any]:
+    """Cheap facts for the operator's deploy: this host's Python, the helper's own digest, the wheelhouses it has."""
+    import platform
+
+    have = sorted(p.name for p in L.wheelhouse_dir.iterdir() if (p / ".complete").is_file()) \
+        if L.wheelhouse_dir.is_dir() else []
+    return {"python_version": f"{sys.version_info[0]}.{sys.version_info[1]}", "arch": platform.machine(),
+            "helper_sha256": sha256(Path(__file__).resolve()), "wheelhouses": have}
 
 
 def status() -> dict[str, Any]:
@@ -2021,7 +2198,11 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("lock_action", choices=["status", "break"])
     lk.add_argument("--who", default=who)
     lk.add_argument("--why", default="")
-    for name in ("status", "releases", "backups", "boot-check"):
+    rc = sub.add_parser("receive", help="read an upload (tar) from stdin, then start and follow its deploy flow")
+    rc.add_argument("--flow-id", required=True)
+    rc.add_argument("--who", type=operator_text, default=who)
+    rc.add_argument("--why", type=operator_text, default="")
+    for name in ("status", "releases", "backups", "boot-check", "probe"):
         sub.add_parser(name)
     bk = sub.add_parser("backup", help="(the hourly timer) a verified backup, no lock")
     bk.add_argument("--keep", type=int, default=L.keep_backups)
@@ -2053,6 +2234,7 @@ def query(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         "releases": lambda: {"releases": list_releases(), "current": current_release(), "last_good": last_good()},
         "backups": lambda: {"backups": list_backups()},
         "boot-check": boot_check,
+        "probe": probe,
         "plan": lambda: {"flow": args.flow, "steps": flow_steps_text(args.flow)},
         "lock": lambda: lock_status() if args.lock_action == "status" else break_lock(args.who, args.why),
     }
@@ -2072,7 +2254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words[:1] in (["service-dump"], ["service-inspect"]):  # run as the service user by root (as_service)
         return service_main(words[0], words[1] if len(words) > 1 else None)
     flow_args: list[str] = []
-    if words[:1] == ["start"] and "--" in words:  # start FLOW [options] -- FLOW ARGUMENTS (kept as data)
+    if words[:1] in (["start"], ["receive"]) and "--" in words:  # CMD [options] -- FLOW ARGUMENTS (kept as data)
         cut = words.index("--")
         words, flow_args = words[:cut], words[cut + 1 :]
     args = build_parser().parse_args(words)
@@ -2082,6 +2264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "start":
             return start(args.flow, flow_args, args.who, args.why, args.detach, args.flow_id)
+        if args.cmd == "receive":
+            return receive(args.flow_id, flow_args, args.who, args.why)
         if args.cmd == "run":
             return run_flow(args.flow_id)
         if args.cmd == "follow":

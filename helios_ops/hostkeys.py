@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko  # type: ignore[import-untyped]
-
 from helios_ops.inventory import Host, OpsError
 
 KNOWN_HOSTS = "known_hosts"
@@ -83,6 +81,7 @@ def record(path: Path, address: str, port: int, keys: list[HostKey]) -> None:
 
 def scan(address: str, port: int, timeout: float = 10.0) -> HostKey:
     """The key a host presents now (paramiko, no login): for ``hosts.trust`` to show before anything is trusted."""
+    import paramiko  # type: ignore[import-untyped]  # only here: every other command uses the system ssh client
 
     transport = paramiko.Transport((address, port))
     try:
@@ -97,6 +96,7 @@ def scan(address: str, port: int, timeout: float = 10.0) -> HostKey:
 
 def strict_client(host: Host) -> Any:
     """A paramiko client that knows only the inventory's known_hosts and rejects every other key."""
+    import paramiko
 
     if host.known_hosts is None:
         raise OpsError(f"{host.name}: no known_hosts file for its inventory; run `invoke hosts.trust`")
@@ -109,6 +109,7 @@ def strict_client(host: Host) -> Any:
 
 def refusal(host: Host, exc: BaseException) -> str | None:
     """One line for a host-key refusal (changed or unknown key), or None when ``exc`` is something else."""
+    import paramiko
 
     where = f"{host.name} ({host.address}:{host.port})"
     if isinstance(exc, paramiko.BadHostKeyException):

@@ -508,6 +508,26 @@ class Sandbox:
                     hostkeys.record(known, "127.0.0.1", host.ssh_port, [hostkeys.parse_public_key(pub.read_text())])
                 target.write_text(render_inventory(hosts, self.key_file, self.spec.group, known))
 
+    # -- power cycle ----------------------------------------------------------------------------------------
+
+    def power_cycle(self, name: str) -> HostSpec:
+        """A power cut and a fresh boot of one host: SIGKILL the container's init (every process of the host dies
+        at once: no shutdown, no unit stop, no clean-up) and its systemd-nspawn, then boot the same root
+        filesystem again and wait for sshd and systemd. (The rootfs lives in this machine's page cache, so
+        writes that were not fsynced survive, unlike on real hardware.)"""
+        require_root("sandbox.power_cycle")
+        state = next((s for s in self.recorded() if s.name == name), None)
+        if state is None or not self.is_alive(state):
+            raise SandboxError(f"{name} is not running")
+        host = next((h for h in host_specs(self.spec, self.spec.max_hosts) if h.name == name), None)
+        if host is None:
+            raise SandboxError(f"{name} is not a host of group {self.spec.group}")
+        power_cut(state.pid)
+        self.log(f"power cut {name} (nspawn pid {state.pid}); booting it again")
+        self.boot(host)
+        self.wait_ready(host)
+        return host
+
     # -- down -----------------------------------------------------------------------------------------------
 
     def down(self) -> list[str]:
@@ -611,6 +631,12 @@ def stop_nspawn(pid: int, timeout: float = 30.0) -> None:
         os.kill(pid, signal.SIGTERM)
     if _wait_gone(pid, timeout):
         return
+    power_cut(pid)
+
+
+def power_cut(pid: int) -> None:
+    """SIGKILL the container's init (the kernel then kills every process of its pid namespace at once) and the
+    systemd-nspawn process ``pid``; return when nspawn is gone."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     with contextlib.suppress(OSError):
         for child in children.read_text().split():
@@ -618,7 +644,7 @@ def stop_nspawn(pid: int, timeout: float = 30.0) -> None:
                 os.kill(int(child), signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    if not _wait_gone(pid, 10):
+    if not _wait_gone(pid, 15):
         raise SandboxError(f"systemd-nspawn pid {pid} did not exit after SIGKILL")
 
 

@@ -1,8 +1,9 @@
 """Invoke tasks for releases, modes, backups, locks and the emergency stop (added to the collection in tasks.py).
 
-Every state change is ONE flow of the host helper (helios_ops/deployctl.py), run on the host as a detached unit:
-the deploy through ansible/deploy.yml (upload, then the flow), every other flow with one SSH call (Fabric). If the
-link drops, the task reattaches to the flow and prints its real outcome; ``invoke flow`` reattaches by hand. Every
+Every state change is ONE flow of the host helper (helios_ops/deployctl.py), run on the host detached from SSH,
+started by one SSH call (the system ssh client, a reused verified connection); the deploy streams its upload into
+that same call (``helios-deployctl receive``). If the link drops, the task reattaches to the flow and prints its
+real outcome; ``invoke flow`` reattaches by hand. Every
 task takes ``--inventory NAME`` (default ``sandbox``; production must be named). A failure exits non-zero with one
 line that ends with what the host runs now.
 """
@@ -20,10 +21,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from helios_ops import artifact as artifact_mod
 from helios_ops import commands as cmd
 from helios_ops import runner as ex
-from helios_ops.deployctl import host_now_line
 from helios_ops.inventory import REPO_ROOT, Host, OpsError, inventory_hosts, inventory_path
 
 INV_HELP = "inventory name under inventory/ (default sandbox; production must be named explicitly)"
@@ -77,7 +76,7 @@ def _flow_each(what: str, inventory: str, limit: str | None, flow: str, args: li
         "source": "git checkout to build from (default: this one)",
         "reason": "why (lock owner and audit log)",
         "limit": "only these hosts (comma-separated)",
-        "soak": "seconds the new release must stay healthy (default 3)",
+        "soak": "extra seconds the new release must stay healthy, ticking, same process (default 0)",
         "health_timeout": "seconds the new release gets to become healthy (default 60)",
     }
 )
@@ -95,6 +94,9 @@ def deploy(
 ) -> None:
     """Build a release and deploy it host by host: upload, then the host's deploy flow (lock, backup, install, check,
     switch with new entries blocked, gate, promote, prune, audit)."""
+    from helios_ops import artifact as artifact_mod
+    from helios_ops.deployctl import host_now_line
+
     hosts = _hosts(inventory, limit)
     repo = Path(source).resolve() if source else REPO_ROOT
     if check:
@@ -118,27 +120,40 @@ def deploy(
             print(f"  {res.host}: {host_now_line(now) if now else 'no answer (' + ex.first_error(res) + ')'}")
         print("(--check: nothing was changed)")
         return
-    flow_id = ex.new_flow_id()
-    extra = cmd.deploy_vars(None, reason or f"deploy {ref}", flow_id, soak=soak, health_timeout=health_timeout)
-    extra.update(
-        helios_release_ref_override=ref, helios_release_source=str(repo), helios_release_allow_dirty=allow_dirty
-    )
-    try:
-        played = ex.run_playbook("deploy.yml", inventory, extra, limit)
-    except OpsError as exc:
-        raise Exit(f"deploy failed: {exc}", code=1) from None
-    # The playbook's last word may be a dropped link: each host's flow record is the truth. Hosts the serial play
-    # never reached have no flow.
-    results: list[ex.FlowResult] = []
+    probes = ex.ssh_all(hosts, lambda h: cmd.probe_command(sudo=h.become), timeout=30)
+    facts = {res.host: res.json() for res in probes}
+    for res in probes:
+        if not facts[res.host].get("python_version"):
+            older = " (the installed helper predates `probe`: run `invoke provision`)" if res.rc == 2 else ""
+            raise Exit(f"deploy refused: {res.host}: no answer to probe: {ex.first_error(res)}{older}; "
+                       "nothing was changed", code=1)
+    local_helper = artifact_mod.file_sha256(REPO_ROOT / "helios_ops" / "deployctl.py")
     for host in hosts:
-        followed = ex.follow_flow(host, flow_id, attempts=1 if played.ok else 30)
-        if "no flow record" in str(followed.data.get("error", "")):
-            if results:
-                print(f"{host.name}: not deployed (the deploy stopped at an earlier host)")
-                continue
-            results.append(ex.FlowResult(host.name, 1, {"error": played.failure_line("deploy")}, 0))
-            break
-        results.append(followed)
+        if facts[host.name].get("helper_sha256") != local_helper:
+            print(f"{host.name}: the installed helios-deployctl differs from this checkout's (older?): "
+                  "`invoke provision` installs this one; deploying with the installed one")
+    targets = {(f["python_version"], f["arch"]) for f in facts.values()}
+    if len(targets) != 1:
+        raise Exit(f"deploy refused: the hosts run different Pythons/architectures {sorted(targets)}; deploy them "
+                   "separately with --limit; nothing was changed", code=1)
+    python_version, arch = targets.pop()
+    try:
+        art = artifact_mod.build(ref, python_version, arch, repo=repo, allow_dirty=allow_dirty)
+    except artifact_mod.ArtifactError as exc:
+        raise Exit(f"deploy refused: {exc}; nothing was changed", code=1) from None
+    flow_id = ex.new_flow_id()
+    who = cmd.actor()
+    args = cmd.deploy_flow_args(art.release_id, soak=soak, health_timeout=health_timeout)
+    results: list[ex.FlowResult] = []
+    for i, host in enumerate(hosts):
+        if results and results[-1].code != 0:
+            print(f"{host.name}: not deployed (the deploy stopped at an earlier host)")
+            continue
+        send_wheelhouse = art.deps_hash not in facts[host.name].get("wheelhouses", [])
+        print(f"== {host.name} ({i + 1}/{len(hosts)}): deploy {art.release_id}, flow {flow_id}"
+              + (f", with the wheelhouse {art.deps_hash}" if send_wheelhouse else ""), flush=True)
+        upload = ex.upload_writer(cmd.upload_members(art, send_wheelhouse, who))
+        results.append(ex.run_flow(host, "deploy", args, who, reason or f"deploy {ref}", flow_id, send=upload))
     _report("deploy", results)
 
 

@@ -67,6 +67,7 @@ class Host:
     outputs: list[str] = field(default_factory=list)
     engine_samples: list[int] = field(default_factory=list)
     journal_history: list[dict[str, int]] = field(default_factory=list)
+    samplers: list[Any] = field(default_factory=list)  # EngineSampler sessions (a power cycle needs a new one)
 
     # -- operator side -------------------------------------------------------------------------------------------
     def invoke(self, *args: str, timeout: float = 300) -> Run:
@@ -191,7 +192,8 @@ class EngineSampler:
                 self.host.engine_samples.append(int(line))
 
     def stop(self) -> None:
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.proc.terminate()
         self.proc.wait(10)
 
 
@@ -252,7 +254,7 @@ def host() -> Iterator[Host]:
         pytest.skip("needs root and systemd-nspawn")
     box = deploytest_sandbox()
     double = _start_double()
-    sampler = None
+    started: Host | None = None
     try:
         _up(box)
         h = Host(key=box.key_file)
@@ -263,12 +265,14 @@ def host() -> Iterator[Host]:
         for item in TO_LIVE_SIGNOFFS:
             h.ssh(f"/opt/helios/current/venv/bin/helios attest {item} --by deploy-tests"
                   " --env-file /etc/helios/helios.env")
-        sampler = EngineSampler(h)
+        started = h
+        h.samplers.append(EngineSampler(h))
         h.journal_counts()
         yield h
     finally:
-        if sampler is not None:
-            sampler.stop()
+        if started is not None:
+            for each in started.samplers:
+                each.stop()
         os.killpg(double.pid, 15)
         double.wait(10)
         if not os.environ.get("HELIOS_KEEP_DEPLOYTEST"):

@@ -24,12 +24,21 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import BROKEN, REPO, VENV_BIN, Host, double_admin, scratch_source
+from tests.deploy.conftest import (
+    BROKEN,
+    REPO,
+    VENV_BIN,
+    EngineSampler,
+    Host,
+    deploytest_sandbox,
+    double_admin,
+    scratch_source,
+)
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 PAUSE = "/run/helios-deploy/pause-at"
-HELPER_PROC = "^/usr/bin/python3 /usr/local/lib/helios/helios-deployctl start"
+HELPER_PROC = "^/usr/bin/python3 /usr/local/lib/helios/helios-deployctl (start|receive)"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -249,27 +258,37 @@ def test_restore_survives_operator_fault(host: Host, fault: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Finding 3: the host goes down in the middle of the gate (flow process and engine killed, as by a reboot)
+# Finding 3: a real power cut in the middle of the gate (the container's processes SIGKILLed at once, no shutdown),
+# then the same root filesystem boots again
 # ----------------------------------------------------------------------------------------------------------------
-def test_crash_mid_gate_comes_back_on_last_good_before_trading(host: Host, sources: list[Path]) -> None:
+def test_power_cut_mid_gate_boots_back_on_last_good_before_trading(host: Host, sources: list[Path]) -> None:
     good = host.current()
+    host.journal_counts()
     pause_at(host, "deploy", "gate")
-    proc = operator("deploy", "--source", str(sources[next(_counter)]), "--reason", "crash mid-gate")
+    proc = operator("deploy", "--source", str(sources[next(_counter)]), "--reason", "power cut mid-gate")
     flow_id = wait_paused(host, "gate", proc)
     new = host.current()
     assert new != good and host.helper("status")["promoted"] != new  # running, but not promoted: no entries
-    # what a power cut does to the host's processes: the flow and the engine die at once, without clean-up
-    host.ssh(f"systemctl kill -s SIGKILL helios-flow-{flow_id}.service; systemctl kill -s SIGKILL helios.service")
+    deploytest_sandbox().power_cycle("deploy1")  # power cut: every process of the host dies at once; boot again
     kill_operator(proc)
-    unpause(host)
-    deadline = time.monotonic() + 60  # systemd restarts helios (RestartSec=5); boot-check runs before the engine
-    while time.monotonic() < deadline and host.current() != good:
-        time.sleep(0.5)
+    host.samplers.append(EngineSampler(host))  # the old sampler's SSH session died with the host
+    body = host.wait_healthy(timeout=90)
+    # boot-check (ExecStartPre) put the last good release back before the engine's first start after boot
+    assert body["release"] == good and host.current() == good
+    first_start = host.ssh("journalctl -b -u helios.service -o cat --no-pager | grep -m1 '\"action\"'")
+    assert f"switched back to {good}" in first_start, first_start
+    starts = host.ssh(f"journalctl -b -u helios.service -o cat --no-pager | grep -c 'releases/{new}' || true")
+    assert starts.strip() == "0", "the un-promoted release ran after the boot"
+    status = host.helper("status")
+    assert status["promoted"] == good and status["lock"]["held"] is False, status
+    assert status["last_flow"]["state"] == "interrupted", status["last_flow"]
+    assert any(r["release"] == new and r["bad"] for r in host.helper("releases")["releases"])
     done = wait_flow_done(host, flow_id)
-    assert "INTERRUPTED" in done["last"] and f"host now: release {good}" in done["last"], done["last"]
+    assert "INTERRUPTED" in done["last"] and "host restarted" in done["last"], done["last"]
     assert_settled(host, flow_id, good, done["last"])
     assert flow_audit(host, flow_id)[0]["result"] == "interrupted"
-    assert any(r["release"] == new and r["bad"] for r in host.helper("releases")["releases"])
+    shown = host.invoke("status")
+    assert shown.rc == 0 and f"host now: release {good}," in shown.out and "NOT promoted" not in shown.out, shown.out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -423,3 +442,49 @@ def test_never_healthy_release_has_entries_blocked_during_its_gate(host: Host, t
     rc, out = finish(host, proc)
     assert rc != 0 and "ROLLED BACK" in out
     assert host.current() == good and host.helper("status")["promoted"] == good
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Issue 9: the emergency stop runs as its own process detached from SSH: the operator's command and its whole SSH
+# session can die right after the stop started, the stop still completes and says so
+# ----------------------------------------------------------------------------------------------------------------
+def flow_pid(host: Host, flow_id: str) -> int:
+    record = host.ssh(f"cat /var/lib/helios-deploy/flows/{flow_id}.json")
+    import json
+
+    return int(json.loads(record)["pid"])
+
+
+@pytest.mark.parametrize("fault", ["drop", "kill"])
+def test_emergency_stop_completes_on_the_host_when_the_operator_goes(host: Host, fault: str) -> None:
+    assert host.wait_healthy()["trading_state"] == "ACTIVE"
+    pause_at(host, "estop", "api")  # the stop has started: flow record written, cancel next
+    proc = operator("emergency-stop", "--reason", f"operator {fault} mid-stop")
+    flow_id = wait_paused(host, "api", proc)
+    starter = host.ssh(f"pgrep -of '{HELPER_PROC}'").strip()
+    stopper = flow_pid(host, flow_id)
+    sid = host.ssh(f"ps -o sid= -p {starter}").strip()
+    assert host.ssh(f"ps -o sid= -p {stopper}").strip() != sid, "the stop runs inside the SSH command's session"
+    if fault == "drop":
+        drop_link(host)
+    else:
+        kill_operator(proc)
+    host.ssh(f"pkill -9 -s {sid} || true")  # what sshd / logind do to a closed session's processes
+    unpause(host)
+    if fault == "drop":
+        rc, out = finish(host, proc)  # the operator's own command reattached
+        assert rc == 0 and "HALTED" in out, out[-2000:]
+        last = host_line(out)
+    else:
+        done = wait_flow_done(host, flow_id)
+        assert done["rc"] == 0, done["out"][-2000:]
+        last = done["last"]
+    assert "OK" in last and "trading HALTED" in last and flow_id in last, last
+    assert host.wait_healthy()["trading_state"] == "HALTED"
+    lines = flow_audit(host, flow_id)
+    assert [(x["event"], x["result"]) for x in lines] == [("emergency_stop", "ok")], lines
+    record = host.helper("status")["last_flow"]
+    assert record["flow_id"] == flow_id and record["state"] == "ok", record
+    shown = host.invoke("status")
+    assert "HALTED" in shown.out and f"invoke flow --id {flow_id}" in shown.out, shown.out
+    assert host.invoke("resume", "--reason", f"estop {fault} test done").rc == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 from datetime import UTC, datetime
@@ -235,3 +236,87 @@ def test_operator_line_of_an_estop_names_the_protective_exits() -> None:
     kept = cmd.render_estop("h1", {**base, "protective_exits_left": [{"customer_order_id": "hp-1"}]})
     assert kept.endswith("protective exits left on the exchange: 1")
     assert cmd.render_estop("h1", {**base, "cancel_protective": True}).endswith("protective exits cancelled too")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The deploy's upload over the SSH stream (helios-deployctl receive): the runner's tar writer -> the helper's reader
+# ----------------------------------------------------------------------------------------------------------------
+FLOW = "20260102T000000Z-0123abcd"
+DEPS = "0123456789abcdef"
+
+
+def _upload(members: list[tuple[str, bytes]]) -> io.BytesIO:
+    from helios_ops import runner
+
+    stream = io.BytesIO()
+    runner.upload_writer(list(members))(stream)
+    stream.seek(0)
+    return stream
+
+
+def _manifest(wheel: str = "helios-0.1.0-py3-none-any.whl") -> bytes:
+    return json.dumps({"wheel": wheel, "deps_hash": DEPS}).encode()
+
+
+def test_receive_stores_the_release_and_publishes_a_sent_wheelhouse(layout: ctl.Layout) -> None:
+    info = ctl.receive_upload(FLOW, _upload([("wheelhouse/dep-1.0-py3-none-any.whl", b"dep"),
+                                             ("helios-0.1.0-py3-none-any.whl", b"wheel"),
+                                             ("release.json", _manifest())]))
+    assert info == {"files": 3, "bytes": 3 + 5 + len(_manifest()), "wheelhouse_files": 1, "deps_hash": DEPS}
+    incoming = layout.incoming_dir / FLOW
+    assert sorted(p.name for p in incoming.iterdir()) == ["helios-0.1.0-py3-none-any.whl", "release.json"]
+    assert (layout.wheelhouse_dir / DEPS / "dep-1.0-py3-none-any.whl").read_bytes() == b"dep"
+    assert (layout.wheelhouse_dir / DEPS / ".complete").is_file()
+    assert [p.name for p in layout.wheelhouse_dir.iterdir()] == [DEPS]  # no partial directory left
+    assert oct(incoming.joinpath("release.json").stat().st_mode & 0o777) == "0o644"
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("../etc/passwd", "refused"), ("/etc/cron.d/x.whl", "refused"), (".hidden.whl", "refused"),
+     ("wheelhouse/../../x.whl", "refused"), ("wheelhouse/sub/x.whl", "refused"), ("run.sh", "refused"),
+     ("release.json/x", "refused")],
+)
+def test_receive_refuses_any_other_name_and_keeps_nothing(layout: ctl.Layout, name: str, why: str) -> None:
+    with pytest.raises(ctl.Failure, match=why) as refused:
+        ctl.receive_upload(FLOW, _upload([(name, b"x"), ("release.json", _manifest())]))
+    assert refused.value.code == ctl.EXIT_REFUSED
+    assert not (layout.incoming_dir / FLOW).exists()
+    assert not [p for p in layout.wheelhouse_dir.iterdir()]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "directory", "fifo", "device"])
+def test_receive_refuses_anything_but_regular_files(layout: ctl.Layout, kind: str) -> None:
+    import tarfile
+
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w|") as tar:
+        info = tarfile.TarInfo("helios-0.1.0-py3-none-any.whl")
+        info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "directory": tarfile.DIRTYPE,
+                     "fifo": tarfile.FIFOTYPE, "device": tarfile.CHRTYPE}[kind]
+        info.linkname = "/etc/shadow"
+        tar.addfile(info)
+    stream.seek(0)
+    with pytest.raises(ctl.Failure, match="regular files"):
+        ctl.receive_upload(FLOW, stream)
+    assert not (layout.incoming_dir / FLOW).exists()
+
+
+def test_receive_caps_the_size_and_needs_a_complete_upload(layout: ctl.Layout,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patched, pytest.raises(ctl.Failure, match="larger than allowed"):
+        patched.setattr(ctl, "UPLOAD_MAX_FILE", 10)
+        ctl.receive_upload(FLOW, _upload([("helios-0.1.0-py3-none-any.whl", b"x" * 11)]))
+    full = _upload([("helios-0.1.0-py3-none-any.whl", b"wheel"), ("release.json", _manifest())]).getvalue()
+    with pytest.raises(ctl.Failure, match=r"not a complete tar stream|ends early"):
+        ctl.receive_upload(FLOW, io.BytesIO(full[:700]))
+    with pytest.raises(ctl.Failure, match="no wheelhouse"):  # the host lacks it and none was sent
+        ctl.receive_upload(FLOW, io.BytesIO(full))
+    with pytest.raises(ctl.Failure, match="names no valid wheel"):
+        ctl.receive_upload(FLOW, _upload([("release.json", _manifest("../x.whl"))]))
+    assert not (layout.incoming_dir / FLOW).exists()
+
+
+def test_receive_refuses_a_bad_flow_id(layout: ctl.Layout) -> None:
+    with pytest.raises(ctl.Failure, match="not a flow id"):
+        ctl.receive_upload("../../etc", io.BytesIO(b""))
