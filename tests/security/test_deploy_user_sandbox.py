@@ -56,7 +56,8 @@ def test_bad_arguments_to_the_new_helper_commands_are_refused_before_anything_ru
 
 
 def test_day_to_day_operator_commands_work_as_the_deploy_user(sec_host: SecHost) -> None:
-    """status, emergency-stop, resume, backup, logs, audit, report, rollback (there and back), as ``deploy``."""
+    """status, emergency-stop, resume, backup, deploy, logs, audit, report, rollback (there and back), as ``deploy``:
+    the deploy's upload goes through the helper (probe, receive), so the helper-only sudo rule is enough."""
     status = sec_host.invoke("status")
     assert status.rc == 0 and "trading state   ACTIVE" in status.out, status.out
 
@@ -70,6 +71,15 @@ def test_day_to_day_operator_commands_work_as_the_deploy_user(sec_host: SecHost)
 
     backup = sec_host.invoke("backup")
     assert backup.rc == 0 and re.search(r"backup \d{8}T\d{6}Z verified", backup.out), backup.out
+
+    before = sec_host.current()
+    deploy = sec_host.invoke("deploy", "--allow-dirty", "--reason", "deploy-user test", timeout=600)
+    assert deploy.rc == 0, deploy.out[-3000:]
+    assert "password is required" not in deploy.out and "Missing sudo password" not in deploy.out, deploy.out
+    deployed = sec_host.current()
+    assert deployed != before
+    assert f"host now: release {deployed}" in deploy.out.strip().splitlines()[-1], deploy.out[-2000:]
+    sec_host.wait_healthy()
 
     logs = sec_host.invoke("logs", "--lines", "20")
     assert logs.rc == 0 and "helios" in logs.out and "password is required" not in logs.out, logs.out
@@ -85,7 +95,7 @@ def test_day_to_day_operator_commands_work_as_the_deploy_user(sec_host: SecHost)
     current = sec_host.current()
     older = "20000101T000000Z-0000000"  # a copy of the current release, older: the rollback target
     sec_host.ssh(f"cp -a /opt/helios/releases/{current} /opt/helios/releases/{older}")
-    back = sec_host.invoke("rollback", "--reason", "deploy-user test")
+    back = sec_host.invoke("rollback", "--to", older, "--reason", "deploy-user test")
     assert back.rc == 0, back.out
     assert sec_host.current() == older
     forward = sec_host.invoke("rollback", "--to", current, "--reason", "deploy-user test: forward again")

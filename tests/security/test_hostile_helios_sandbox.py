@@ -203,7 +203,7 @@ def test_rollback_with_links_and_a_fifo_lock_planted(hostile: SecHost) -> None:
                    " && rm -f helios.lock && mkfifo helios.lock")
     hostile.ssh(f"ln /etc/helios-victim {STATE}/hardlink")
     pause_at(hostile, "rollback", "start")
-    proc = start_invoke("rollback", "--reason", "hostile rollback")
+    proc = start_invoke("rollback", "--to", OLDER, "--reason", "hostile rollback")
     try:
         wait_paused(hostile, "start", proc, timeout=120)
         plant(hostile, "rm -f helios.lock")  # the hostile user gives the service its lock back, or it cannot start
