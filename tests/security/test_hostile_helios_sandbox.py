@@ -247,3 +247,17 @@ def test_mode_switch_with_links_planted(hostile: SecHost) -> None:
     res = hostile.invoke("to-paper")
     assert res.rc == 0, res.out
     assert "PAPER" in res.out, res.out
+
+
+def test_deploy_with_links_planted(hostile: SecHost) -> None:
+    """A whole deploy (receive, backup of the state dir, install, switch, gate, promote, prune) as the deploy user
+    while the hostile user has planted links into root-owned files and a hard link to one: the deploy succeeds and
+    the victims are untouched (checked by the fixture)."""
+    before = hostile.current()
+    plant(hostile, "ln -s /etc/shadow x && ln -s /root/helios-victim .journal-paper.sqlite.restore")
+    hostile.ssh(f"ln /etc/helios-victim {STATE}/hardlink")
+    res = hostile.invoke("deploy", "--allow-dirty", "--reason", "hostile deploy", timeout=600)
+    assert res.rc == 0, res.out[-3000:]
+    after = hostile.current()
+    assert after != before
+    assert f"host now: release {after}" in res.out.strip().splitlines()[-1], res.out[-2000:]
