@@ -179,9 +179,8 @@ def build_env(out_root: Path, requires: Sequence[str]) -> Path:
 def build_wheel(src: Path, out: Path, out_root: Path) -> Path:
     """The product wheel of ``src`` through its PEP 517 backend (``build``/``pyproject_hooks``), with the
     backend's requirements from the cached :func:`build_env` (isolated from this virtualenv's own setuptools)."""
-    from pyproject_hooks import quiet_subprocess_runner
-
     import build
+    from pyproject_hooks import quiet_subprocess_runner
 
     requires = sorted(build.ProjectBuilder(src).build_system_requires)
     env = build_env(out_root, requires)
