@@ -248,6 +248,13 @@ def _up(box: Any) -> None:
         box.up(1)
 
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A scenario that adds deploy2 to the deploytest inventory leaves it there (every later invoke then acts on two
+    hosts), so such scenarios run after every other one, whichever file they are in."""
+    last = [item for item in items if item.get_closest_marker("second_host")]
+    items[:] = [item for item in items if not item.get_closest_marker("second_host")] + last
+
 @pytest.fixture(scope="session")
 def host() -> Iterator[Host]:
     if os.geteuid() != 0 or shutil.which("systemd-nspawn") is None:

@@ -436,8 +436,9 @@ def test_invariants_across_scenarios(host: Host) -> None:
         assert secret not in everything
 
 
+@pytest.mark.second_host
 def test_two_hosts_roll_one_at_a_time_and_stop_at_first_failure(host: Host, tmp_path: Path) -> None:
-    """Runs last: adds a second host (deploy2) to the inventory."""
+    """Runs last (conftest orders it so): adds a second host (deploy2) to the inventory."""
     from tests.deploy.conftest import deploytest_sandbox
 
     deploytest_sandbox().up(2)

@@ -99,7 +99,7 @@ def _market_data(host: Host, source: str) -> None:
     if f"HELIOS_MARKET_DATA='{source}'" in host.ssh(f"cat {ENV_FILE}"):
         return
     host.ssh(f"sed -i \"s/^HELIOS_MARKET_DATA=.*/HELIOS_MARKET_DATA='{source}'/\" {ENV_FILE}"
-             " && systemctl restart helios")
+             " && systemctl reset-failed helios && systemctl restart helios")
     assert f"HELIOS_MARKET_DATA='{source}'" in host.ssh(f"cat {ENV_FILE}")
     host.wait_healthy(60)
 
@@ -110,7 +110,7 @@ def _live_and_active(host: Host, kind: str) -> None:
     double_admin("POST", "/ordertypes", {"pair": BTC, "orderTypes": ORDER_TYPES[kind]})
     _price(Decimal(1_200_000))
     _market_data(host, "valr")
-    host.ssh("systemctl restart helios")  # a fresh process asks the pair's order types again
+    host.ssh("systemctl reset-failed helios && systemctl restart helios")  # a fresh process asks for order types
     host.wait_healthy(60)
     if host.api("/api/mode/current").get("mode") != "LIVE":
         r = host.invoke("to-live", "--confirm", "deploy1")
@@ -169,6 +169,17 @@ def test_live_position_stays_protected_on_the_exchange_through_a_deploy(host: Ho
     finally:
         double_admin("POST", "/ordertypes", {"pair": BTC, "orderTypes": ORDER_TYPES["stop_limit"]})
         _market_data(host, "sim")  # the inventory's setting again, for whatever runs next on this host
+        _paper_and_active(host)  # and the mode and state the scenarios after this one start from
+
+
+def _paper_and_active(host: Host) -> None:
+    if host.api("/api/mode/current").get("mode") == "LIVE":
+        r = host.invoke("to-paper")
+        assert r.rc == 0, r.out[-3000:]
+    if host.api("/api/status").get("trading_state") != "ACTIVE":
+        r = host.invoke("resume", "--reason", "test: protection across a deploy is over")
+        assert r.rc == 0, r.out[-3000:]
+    host.wait_healthy()
 
 
 def _protected_through_a_deploy(host: Host, tmp_path: Path, kind: str) -> None:
