@@ -28,6 +28,7 @@ import pytest
 
 from helios.attest import REQUIRED
 from helios_ops import sandbox as sandbox_mod
+from tests.hostapi import Run, api_get, wait_healthy
 
 TO_LIVE_SIGNOFFS = REQUIRED["to-live"]
 
@@ -51,13 +52,6 @@ def deploytest_sandbox() -> Any:
         state_dir=REPO / ".sandbox" / "deploytest",
         inventory_file=REPO / "inventory" / "deploytest" / "hosts.yml",
     )
-
-
-@dataclass
-class Run:
-    rc: int
-    out: str
-    seconds: float
 
 
 @dataclass
@@ -121,13 +115,7 @@ class Host:
         return dict(json.loads(out.strip().splitlines()[-1]))
 
     def api(self, path: str) -> dict[str, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{API_PORT}{path}", timeout=5) as resp:
-                return dict(json.loads(resp.read()))
-        except urllib.error.HTTPError as exc:
-            return dict(json.loads(exc.read() or b"{}"))
-        except OSError:  # restarting: refused / reset
-            return {}
+        return api_get(API_PORT, path)
 
     def current(self) -> str:
         return self.ssh("basename $(readlink /opt/helios/current)").strip()
@@ -165,14 +153,7 @@ class Host:
                 best[name] = rows
 
     def wait_healthy(self, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        body: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            body = self.api("/api/health")
-            if body.get("status") == "ok":
-                return body
-            time.sleep(0.5)
-        raise AssertionError(f"not healthy: {body}")
+        return wait_healthy(self.api, timeout)
 
 
 class EngineSampler:

@@ -15,8 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import pytest
 
 from helios_ops import sandbox as sandbox_mod
+from tests.hostapi import Run, api_get, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -33,13 +32,6 @@ ROOT_INVENTORY = REPO / "inventory" / "security"
 DEPLOY_INVENTORY = REPO / "inventory" / "security-deploy"
 DEPLOY_USER = "deploy"
 HELPER = "/usr/local/lib/helios/helios-deployctl"
-
-
-@dataclass
-class Run:
-    rc: int
-    out: str
-    seconds: float
 
 
 @dataclass
@@ -99,23 +91,10 @@ class SecHost:
         return self.ssh(f"runuser -u helios -- sh -euc {shlex.quote(script)}")
 
     def api(self, path: str) -> dict[str, Any]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}{path}", timeout=5) as resp:
-                return dict(json.loads(resp.read()))
-        except urllib.error.HTTPError as exc:
-            return dict(json.loads(exc.read() or b"{}"))
-        except OSError:
-            return {}
+        return api_get(self.api_port, path)
 
     def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        body: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            body = self.api("/api/health")
-            if body.get("status") == "ok":
-                return body
-            time.sleep(0.5)
-        raise AssertionError(f"not healthy: {body}")
+        return wait_healthy(self.api, timeout)
 
     def current(self) -> str:
         return self.ssh("basename $(readlink /opt/helios/current)").strip()
