@@ -38,7 +38,7 @@ from tests.deploy.conftest import (
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 PAUSE = "/run/helios-deploy/pause-at"
-HELPER_PROC = "^/usr/bin/python3 /usr/local/lib/helios/helios-deployctl (start|receive)"
+HELPER_PROC = "^/usr/bin/python3 (-Es )?/usr/local/lib/helios/helios-deployctl (start|receive)"
 
 
 # ----------------------------------------------------------------------------------------------------------------
