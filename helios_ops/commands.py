@@ -2,11 +2,11 @@
 
 Nothing here touches the network or a host: every function turns arguments into argv lists, shell strings,
 extra-vars or text, so it is tested without SSH (tests/deploy/test_commands.py). ``helios_ops.runner`` is the
-one executor that runs what these build (ansible-playbook locally, single commands over SSH with Fabric);
+one executor that runs what these build (ansible-playbook locally, single commands over the system ssh client);
 ``helios_ops.inventory`` reads inventories.
 
 Host-side logic lives once, in ``helios_ops/deployctl.py`` (installed on hosts as ``helios-deployctl``): one
-function per flow, which both the playbooks and the Fabric calls start.
+function per flow, which both the playbooks and the SSH calls start.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def deploy_plan_header(hosts: Sequence[Host], release: str, ref: str, inventory:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Single SSH commands (Fabric): the helper's flows and queries
+# Single SSH commands: the helper's flows and queries
 # ----------------------------------------------------------------------------------------------------------------
 def helper_command(*args: str, sudo: bool = False) -> str:
     cmd = shlex.join([HELPER, *args])

@@ -1,10 +1,11 @@
 """SSH host keys: one ``known_hosts`` file per inventory (``inventory/<name>/known_hosts``), the only keys any ops
 command accepts.
 
-Ansible (OpenSSH: ``StrictHostKeyChecking=yes`` + ``UserKnownHostsFile``) and Fabric (paramiko ``RejectPolicy`` with
-this file loaded and nothing else) verify against it. A host that is not in it, or whose key differs, is refused
-with one line; ``invoke hosts.trust`` shows a new host's fingerprint and records it after confirmation;
-``invoke sandbox.up`` records its own hosts' keys from their root filesystems (never over the network).
+Ansible and every operator command (the system ``ssh``: ``StrictHostKeyChecking=yes`` + ``UserKnownHostsFile``) and
+``hosts.trust`` (paramiko ``RejectPolicy`` with this file loaded and nothing else) verify against it. A host that is
+not in it, or whose key differs, is refused with one line; ``invoke hosts.trust`` shows a new host's fingerprint and
+records it after confirmation; ``invoke sandbox.up`` records its own hosts' keys from their root filesystems (never
+over the network).
 """
 
 from __future__ import annotations

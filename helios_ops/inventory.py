@@ -1,4 +1,4 @@
-"""Inventories: the one reader of inventory/<name>/ (hosts.yml + group_vars/all) for the Fabric calls."""
+"""Inventories: the one reader of inventory/<name>/ (hosts.yml + group_vars/all) for the SSH calls."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class OpsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Host:
-    """One inventory host, as SSH (Fabric) needs it."""
+    """One inventory host, as SSH needs it."""
 
     name: str
     address: str

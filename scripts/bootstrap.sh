@@ -47,7 +47,7 @@ if [[ ! -f $stamp ]]; then
   pip_install --upgrade "pip>=24"
   pip_install -c constraints.txt -e '.[ops,dev]'
   rm -f "$pip_log"
-  .venv/bin/python -c 'import helios, invoke, fabric, ansible, molecule' >/dev/null
+  .venv/bin/python -c 'import helios, invoke, paramiko, ansible, molecule' >/dev/null
   rm -f .venv/.helios-deps-*
   touch "$stamp"
 fi
