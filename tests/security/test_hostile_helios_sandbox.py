@@ -7,9 +7,8 @@ After every test, three root-owned victims (``/etc/shadow``, ``/etc/helios-victi
 names the refusal when there is one. The plants are made as ``helios`` (root logs in, then ``runuser -u helios``),
 except a hard link to a victim (``fs.protected_hardlinks=1`` stops ``helios`` making one; root plants it to stand
 for a kernel without that protection) and a backup's ``SHA256SUMS`` (``/var/backups/helios`` is root's 0700:
-it stands for a tampered backup copied back onto the host). ``invoke deploy`` is not run here: its upload still goes
-through Ansible ``become`` (an admin account) and is being reworked; its host steps (backup, stop, switch, start) are
-the ones the rollback and backup tests drive.
+it stands for a tampered backup copied back onto the host). ``invoke deploy`` runs here too, as the deploy user,
+through the same helper-only sudo rule (its upload goes into ``helios-deployctl receive``).
 """
 
 from __future__ import annotations
@@ -242,6 +241,8 @@ def test_emergency_stop_direct_with_fifos_in_place_of_the_lock_and_the_journal(h
 
 
 def test_mode_switch_with_links_planted(hostile: SecHost) -> None:
+    """Weak on purpose and said so: this host has no exchange double, so only PAPER -> PAPER runs (read the env file,
+    gate). The mode flow writes only root's ``/etc/helios``, which the ``helios`` user cannot plant in."""
     plant(hostile, "ln -s /etc/shadow x && ln -s /root/helios-victim .journal-paper.sqlite.restore")
     hostile.ssh(f"ln /etc/helios-victim {STATE}/hardlink")
     res = hostile.invoke("to-paper")
