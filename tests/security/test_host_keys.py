@@ -6,6 +6,7 @@ host; the sandbox suite covers that: tests/deploy/test_deploy_sandbox.py::test_c
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import paramiko  # type: ignore[import-untyped]
@@ -78,3 +79,20 @@ def test_no_inventory_turns_host_key_checking_off() -> None:
     prod_vars = (cmd.ANSIBLE_DIR.parent / "inventory/production/group_vars/all/main.yml").read_text()
     assert "StrictHostKeyChecking=yes" in prod_vars
     assert "UserKnownHostsFile={{ inventory_dir }}/known_hosts" in prod_vars
+
+
+def test_ansible_reads_an_inventory_directory_without_taking_its_known_hosts_for_an_inventory(tmp_path: Path) -> None:
+    """Seen in `make demo`: `-i inventory/<name>` made Ansible try known_hosts as a YAML and an INI inventory and
+    print three "Failed to parse" warnings before every provision and playbook. Same config the ops commands use."""
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text("all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n")
+    key = hostkeys.parse_public_key(Path(f"{_keypair(tmp_path, 'h')}.pub").read_text())
+    hostkeys.record(inventory / "known_hosts", "127.0.0.1", 2421, [key])
+    env = {**cmd.playbook_env(tmp_path / "r.json", "me"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    binary = Path(sys.executable).parent / "ansible-inventory"
+    result = subprocess.run([str(binary), "-i", str(inventory), "--list"], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert '"h1"' in result.stdout
+    assert "known_hosts" not in result.stderr and "WARNING" not in result.stderr, result.stderr
