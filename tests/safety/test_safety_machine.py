@@ -9,7 +9,8 @@ After every step, all of these hold at once:
 * no order is FAILED in the journal that the exchange filled;
 * after HALTED nothing is sent until an authenticated resume succeeds (a placement that was already on its way
   before the stop may still land: it is not "sent after HALTED");
-* anything open on the exchange after a HALTED tick has been cancelled (whatever landed late is swept);
+* after a HALTED tick nothing that could add exposure rests on the exchange (whatever landed late is swept); only
+  the position's protective SELLs stay, as the stop keeps them by design, never asking more than the account holds;
 * nothing but a resume leaves HALTED, in memory and in the journal once it is writable.
 """
 
