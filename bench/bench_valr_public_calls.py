@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # helios_double is imported from the checkout
 
 from helios.marketdata import MarketDataError, ValrMarketData
 from helios_double import ExchangeDouble

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # helios_double is imported from the checkout
 
 from helios.exchange.valr import ValrClient
 from helios.models import OrderRequest, OrderType, Side
